@@ -1,0 +1,40 @@
+# Set-up is part of every target: the first `make train` or `make test` builds .venv.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install train test test-slow bench data check-symmetry clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## The main job with its defaults: the H2O siVQLM (symmetry breaking on), results under results/h2o/.
+train: $(STAMP)
+	$(BIN)/siqml train +molecule=h2o
+
+## Default test suite (every invariance and agreement test; slow tests excluded).
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow
+
+## Speed and accuracy benchmarks; writes results/bench/.
+bench: $(STAMP)
+	$(BIN)/python scripts/bench.py
+
+## Regenerate the shipped reference data with PySCF (minutes; resumable).
+data: $(STAMP)
+	$(BIN)/siqml data +molecule=lih
+	$(BIN)/siqml data +molecule=h2o
+
+check-symmetry: $(STAMP)
+	$(BIN)/siqml check-symmetry +molecule=h2o
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache .hypothesis

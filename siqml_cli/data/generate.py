@@ -1,0 +1,209 @@
+"""Reference labels from PySCF, with the geometry sampling of DATA.md.
+
+`generate` samples every geometry up front from one seed (so the set does not depend on how
+often it was interrupted), labels them one by one, checkpoints progress to `<out>.partial.h5`
+and renames the finished file into place.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+from tqdm.auto import tqdm
+
+from siqml_cli.data.io import read_hdf5, write_hdf5
+from siqml_cli.data.schema import MOLECULE_SPECIES, Dataset
+from siqml_cli.errors import SiqmlError
+from siqml_cli.units import HARTREE_EV, HARTREE_PER_BOHR_TO_EV_PER_ANGSTROM
+
+LIH_FD_STEP = 1e-4  # Å, central difference along the bond
+DFT_SETTINGS = {"xc": "pbe", "basis": "def2-svp", "conv_tol": 1e-10}
+
+
+# --------------------------------------------------------------------------- sampling
+
+
+def random_rotation(rng: np.random.Generator) -> Rotation:
+    """Uniform random rotation, from a normalised Gaussian 4-vector (a uniform unit quaternion)."""
+    return Rotation.from_quat(rng.normal(size=4))
+
+
+def random_small_rotation(rng: np.random.Generator, max_deg: float) -> Rotation:
+    """Rotation about a uniformly random axis by an angle uniform in [-max_deg, max_deg]."""
+    axis = rng.normal(size=3)
+    axis /= np.linalg.norm(axis)
+    return Rotation.from_rotvec(axis * np.deg2rad(rng.uniform(-max_deg, max_deg)))
+
+
+def place_randomly(positions: np.ndarray, rng: np.random.Generator, shift: float = 2.0) -> np.ndarray:
+    """Rotate about the centroid uniformly at random, then translate by U[-shift, shift]^3."""
+    centroid = positions.mean(axis=0)
+    return random_rotation(rng).apply(positions - centroid) + centroid + rng.uniform(-shift, shift, size=3)
+
+
+def water_monomer(r1: float, r2: float, angle_deg: float) -> np.ndarray:
+    """O at the origin, H1 on +x, H2 in the xy plane."""
+    a = np.deg2rad(angle_deg)
+    return np.array([[0.0, 0.0, 0.0], [r1, 0.0, 0.0], [r2 * np.cos(a), r2 * np.sin(a), 0.0]])
+
+
+def sample_lih(rng: np.random.Generator, bond: tuple[float, float]) -> np.ndarray:
+    d = rng.uniform(*bond)
+    return place_randomly(np.array([[0.0, 0.0, 0.0], [d, 0.0, 0.0]]), rng)
+
+
+def sample_h2o(rng: np.random.Generator, r_oh: tuple[float, float], angle_deg: tuple[float, float]) -> np.ndarray:
+    r1, r2 = rng.uniform(*r_oh, size=2)
+    return place_randomly(water_monomer(r1, r2, rng.uniform(*angle_deg)), rng)
+
+
+def sample_water_dimer(rng: np.random.Generator, r_oh: tuple[float, float], angle_deg: tuple[float, float],
+                       r_oo: tuple[float, float], tilt_deg: float = 15.0, acceptor_tilt_deg: float = 57.0,
+                       min_distance: float = 0.85, min_hbond: float = 1.4) -> np.ndarray:
+    """A hydrogen-bonded pair O_a H_a1 H_a2 O_b H_b1 H_b2, drawn until it passes the distance checks."""
+    while True:
+        donor = random_small_rotation(rng, tilt_deg).apply(
+            water_monomer(*rng.uniform(*r_oh, size=2), rng.uniform(*angle_deg)))
+        r1, r2 = rng.uniform(*r_oh, size=2)
+        angle = rng.uniform(*angle_deg)
+        acceptor = water_monomer(r1, r2, angle)
+        bisector = Rotation.from_euler("z", -angle / 2, degrees=True)
+        acceptor = (random_small_rotation(rng, tilt_deg) * Rotation.from_euler("y", acceptor_tilt_deg, degrees=True)
+                    * bisector).apply(acceptor)
+        acceptor += np.array([rng.uniform(*r_oo), 0.0, 0.0])
+        dimer = np.vstack([donor, acceptor])
+        dist = np.linalg.norm(dimer[:, None] - dimer[None], axis=-1)
+        close = dist[np.triu_indices(6, 1)].min() < min_distance
+        hbond = min(dist[1, 3], dist[2, 3]) < min_hbond
+        if not (close or hbond):
+            return place_randomly(dimer, rng)
+
+
+# --------------------------------------------------------------------------- labels
+
+
+def _mol(species, positions, basis):
+    from pyscf import gto
+
+    atom = [(s, tuple(p)) for s, p in zip(species, positions)]
+    return gto.M(atom=atom, basis=basis, unit="Angstrom", verbose=0)
+
+
+def lih_fci_energy(bond: float) -> float:
+    """FCI/STO-3G energy (eV) on an RHF reference; exact diagonalisation in the minimal basis."""
+    from pyscf import fci, scf
+
+    mf = scf.RHF(_mol(("Li", "H"), np.array([[0, 0, 0], [0, 0, bond]]), "sto-3g"))
+    mf.conv_tol = 1e-12
+    mf.kernel()
+    energy, _ = fci.FCI(mf).kernel()
+    return float(energy) * HARTREE_EV
+
+
+def label_lih(species, positions: np.ndarray) -> tuple[float, np.ndarray]:
+    """Energy and forces; forces by the central difference of E(d) along the bond."""
+    bond_vec = positions[1] - positions[0]
+    d = float(np.linalg.norm(bond_vec))
+    slope = (lih_fci_energy(d + LIH_FD_STEP) - lih_fci_energy(d - LIH_FD_STEP)) / (2 * LIH_FD_STEP)
+    unit = bond_vec / d
+    return lih_fci_energy(d), np.array([slope * unit, -slope * unit])
+
+
+def label_dft(species, positions: np.ndarray) -> tuple[float, np.ndarray]:
+    """RKS PBE/def2-SVP energy and analytic forces."""
+    from pyscf import dft
+
+    mf = dft.RKS(_mol(species, positions, DFT_SETTINGS["basis"]))
+    mf.xc = DFT_SETTINGS["xc"]
+    mf.conv_tol = DFT_SETTINGS["conv_tol"]
+    energy = mf.kernel()
+    if not mf.converged:
+        raise SiqmlError("PySCF SCF did not converge for a configuration; check the geometry")
+    gradient = mf.nuc_grad_method().kernel()
+    return float(energy) * HARTREE_EV, -np.asarray(gradient) * HARTREE_PER_BOHR_TO_EV_PER_ANGSTROM
+
+
+@dataclass(frozen=True)
+class Generator:
+    """How one reference set is drawn and labelled."""
+
+    level_of_theory: str
+    sample: Callable[..., np.ndarray]
+    label: Callable[[tuple, np.ndarray], tuple[float, np.ndarray]]
+
+
+GENERATORS = {
+    "lih": Generator("FCI/STO-3G (PySCF, RHF reference, conv_tol 1e-12); forces by central differences "
+                     f"of E(d), h = {LIH_FD_STEP} Angstrom", sample_lih, label_lih),
+    "h2o": Generator("RKS PBE/def2-SVP (PySCF default grid, conv_tol 1e-10), analytic gradients",
+                     sample_h2o, label_dft),
+    "water_dimer": Generator("RKS PBE/def2-SVP (PySCF default grid, conv_tol 1e-10), analytic gradients",
+                             sample_water_dimer, label_dft),
+}
+
+
+def package_versions() -> dict[str, str]:
+    return {name: metadata.version(name) for name in ("pyscf", "numpy", "scipy", "siqml")
+            if _installed(name)}
+
+
+def _installed(name: str) -> bool:
+    try:
+        metadata.version(name)
+        return True
+    except metadata.PackageNotFoundError:
+        return False
+
+
+def sample(molecule: str, n: int, seed: int, params: dict) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    draw = GENERATORS[molecule].sample
+    return np.stack([draw(rng, **{k: tuple(v) if isinstance(v, list) else v for k, v in params.items()})
+                     for _ in range(n)])
+
+
+def label_all(data: Dataset, molecule: str, out: Path, checkpoint_every_s: float = 20.0) -> Dataset:
+    """Fill in energies and forces where missing (NaN), checkpointing to `<out>.partial.h5`."""
+    partial = out.with_name(out.name + ".partial.h5")
+    label = GENERATORS[molecule].label
+    todo = np.where(~np.isfinite(data.energies))[0]
+    last_save = time.monotonic()
+    for i in tqdm(todo, desc=f"labelling {molecule}", unit="conf", initial=len(data) - len(todo), total=len(data)):
+        data.energies[i], data.forces[i] = label(data.species, data.positions[i])
+        if time.monotonic() - last_save > checkpoint_every_s:
+            write_hdf5(data, partial)
+            last_save = time.monotonic()
+    write_hdf5(data, out)
+    partial.unlink(missing_ok=True)
+    return data
+
+
+def generate(molecule: str, n: int, seed: int, params: dict, out: str | Path,
+             positions: np.ndarray | None = None) -> Dataset:
+    """Sample (or take `positions`), label with PySCF, write `out` atomically; resume a partial run."""
+    if molecule not in GENERATORS:
+        raise SiqmlError(f"no reference generator for molecule '{molecule}'; choose one of {sorted(GENERATORS)}")
+    out = Path(out)
+    partial = out.with_name(out.name + ".partial.h5")
+    species = MOLECULE_SPECIES[molecule]
+    if positions is None:
+        positions = sample(molecule, n, seed, params)
+    attrs = {"molecule": molecule, "level_of_theory": GENERATORS[molecule].level_of_theory,
+             "generator": {"n": int(len(positions)), "seed": int(seed), **params},
+             "seed": int(seed), "versions": package_versions()}
+    data = Dataset(species, positions, np.full(len(positions), np.nan), np.full(positions.shape, np.nan),
+                   attrs, str(out))
+    if partial.exists():
+        previous = read_hdf5(partial)
+        if previous.positions.shape == positions.shape and np.allclose(previous.positions, positions, atol=0):
+            data.energies, data.forces = previous.energies, previous.forces
+        else:
+            raise SiqmlError(f"{partial} was started with other settings; delete it or rerun with the same "
+                             "seed and parameters to resume")
+    return label_all(data, molecule, out)

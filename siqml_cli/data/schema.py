@@ -1,0 +1,80 @@
+"""One set of configurations of one molecule, with optional labels, checked on the way in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from siqml_cli.errors import SiqmlError
+
+#: Atom order each model expects (DATA.md); a file must list its atoms in this order.
+MOLECULE_SPECIES: dict[str, tuple[str, ...]] = {
+    "lih": ("Li", "H"),
+    "h2o": ("O", "H", "H"),
+    "water_dimer": ("O", "H", "H", "O", "H", "H"),
+}
+
+UNITS = {"positions": "Angstrom", "energies": "eV", "forces": "eV/Angstrom"}
+
+
+@dataclass
+class Dataset:
+    """Positions (N, A, 3) in Å, energies (N,) in eV, forces (N, A, 3) in eV/Å."""
+
+    species: tuple[str, ...]
+    positions: np.ndarray
+    energies: np.ndarray | None = None
+    forces: np.ndarray | None = None
+    attrs: dict = field(default_factory=dict)
+    source: str = "<memory>"
+
+    def __post_init__(self) -> None:
+        self.species = tuple(str(s) for s in self.species)
+        self.positions = np.asarray(self.positions, dtype=np.float64)
+        if self.energies is not None:
+            self.energies = np.asarray(self.energies, dtype=np.float64)
+        if self.forces is not None:
+            self.forces = np.asarray(self.forces, dtype=np.float64)
+
+    def __len__(self) -> int:
+        return int(self.positions.shape[0])
+
+    @property
+    def has_labels(self) -> bool:
+        return self.energies is not None
+
+    def subset(self, index: np.ndarray) -> "Dataset":
+        pick = lambda a: None if a is None else a[index]  # noqa: E731
+        return Dataset(self.species, self.positions[index], pick(self.energies), pick(self.forces),
+                       dict(self.attrs), self.source)
+
+    def check(self, molecule: str | None = None) -> "Dataset":
+        """Raise a SiqmlError naming the file and the problem if this data cannot be used."""
+        where = self.source
+        n_atoms = len(self.species)
+        if self.positions.ndim != 3 or self.positions.shape[1:] != (n_atoms, 3):
+            raise SiqmlError(f"{where}: positions have shape {self.positions.shape}, expected (N, {n_atoms}, 3)")
+        if len(self) == 0:
+            raise SiqmlError(f"{where}: holds no configurations")
+        if not np.all(np.isfinite(self.positions)):
+            bad = np.where(~np.isfinite(self.positions).all(axis=(1, 2)))[0]
+            raise SiqmlError(f"{where}: configuration {bad[0]} has NaN or infinite coordinates; remove or fix it")
+        if molecule is not None:
+            expected = MOLECULE_SPECIES[molecule]
+            if self.species != expected:
+                raise SiqmlError(
+                    f"{where}: atoms are {'-'.join(self.species)} but molecule '{molecule}' needs "
+                    f"{'-'.join(expected)} in this order; reorder the atoms or pick the matching +molecule")
+        for name, values, shape in (("energies", self.energies, (len(self),)),
+                                    ("forces", self.forces, self.positions.shape)):
+            if values is None:
+                continue
+            if values.shape != shape:
+                raise SiqmlError(f"{where}: {name} have shape {values.shape}, expected {shape}")
+            if not np.all(np.isfinite(values)):
+                first = int(np.where(~np.isfinite(values.reshape(len(self), -1)).all(axis=1))[0][0])
+                raise SiqmlError(f"{where}: configuration {first} has NaN or infinite {name}; remove or fix it")
+        if self.forces is not None and self.energies is None:
+            raise SiqmlError(f"{where}: has forces but no energies")
+        return self

@@ -1,0 +1,105 @@
+"""The building blocks of MODELS.md, one function each, as Qiskit gates and as matrices.
+
+Each block has a Qiskit builder (what goes into the exported circuit) and the matrix the fast
+simulator uses; `tests/test_blocks.py` checks that the two agree.
+"""
+
+from __future__ import annotations
+
+from functools import reduce
+
+import numpy as np
+from qiskit import QuantumCircuit
+from qiskit.circuit import ParameterExpression
+from qiskit.quantum_info import SparsePauliOp
+
+PAULI = {
+    "I": np.eye(2, dtype=complex),
+    "X": np.array([[0, 1], [1, 0]], dtype=complex),
+    "Y": np.array([[0, -1j], [1j, 0]], dtype=complex),
+    "Z": np.array([[1, 0], [0, -1]], dtype=complex),
+}
+
+
+# --------------------------------------------------------------------------- Qiskit
+
+
+def singlet(qc: QuantumCircuit, i: int, j: int) -> None:
+    """Prepare |S>_ij = (|01> - |10>)/sqrt(2) from |00> (Eq. 4)."""
+    qc.x([i, j])
+    qc.h(i)
+    qc.cx(i, j)
+
+
+def heisenberg_gate(qc: QuantumCircuit, theta: ParameterExpression | float, i: int, j: int) -> None:
+    """RH_ij(theta) = exp(-i theta (XX + YY + ZZ)) = RXX(2 theta) RYY(2 theta) RZZ(2 theta) (Eq. 7)."""
+    qc.rxx(2 * theta, i, j)
+    qc.ryy(2 * theta, i, j)
+    qc.rzz(2 * theta, i, j)
+
+
+def equivariant_encoding(qc: QuantumCircuit, q: int, euler) -> None:
+    """Phi_q(x; alpha) = exp(-i (alpha/2) x.sigma_q) (Eq. 8) as a U gate with Euler angles `euler`.
+
+    The angles come from `encoding_euler_angles(alpha * x)`, computed classically, so the circuit
+    stays parametric (one U gate, transpilable once) while its matrix is exactly Phi_q.
+    """
+    qc.u(euler[0], euler[1], euler[2], q)
+
+
+def symmetry_breaking(qc: QuantumCircuit, eps: ParameterExpression | float, qubits) -> None:
+    """SB(eps) = prod_q RZ_q(eps) (Eq. 15): one angle shared by every qubit."""
+    for q in qubits:
+        qc.rz(eps, q)
+
+
+def heisenberg_interaction(n_qubits: int, pairs) -> SparsePauliOp:
+    """sum over `pairs` of H_ij = X_iX_j + Y_iY_j + Z_iZ_j (Eq. 5), as an observable."""
+    terms = [(p + p, [i, j], 1.0) for i, j in pairs for p in "XYZ"]
+    return SparsePauliOp.from_sparse_list(terms, num_qubits=n_qubits).simplify()
+
+
+# --------------------------------------------------------------------------- matrices
+
+
+def encoding_euler_angles(v: np.ndarray) -> np.ndarray:
+    """Euler angles (theta, phi, lambda) of Qiskit's U gate equal to exp(-i v.sigma / 2) up to a phase.
+
+    `v` has shape (..., 3): the rotation vector alpha * x. Vectorised closed form of
+    exp(-i r/2 n.sigma) = [[a, -b*], [b, a*]], a = cos(r/2) - i sin(r/2) n_z, b = sin(r/2)(n_y - i n_x).
+    """
+    v = np.asarray(v, dtype=float)
+    r = np.linalg.norm(v, axis=-1)
+    half = r / 2
+    s_over_r = np.where(r > 0, np.sin(half) / np.where(r > 0, r, 1.0), 0.5)
+    a = np.cos(half) - 1j * s_over_r * v[..., 2]
+    b = s_over_r * (v[..., 1] - 1j * v[..., 0])
+    theta = 2 * np.arctan2(np.abs(b), np.abs(a))
+    return np.stack([theta, np.angle(b) - np.angle(a), -np.angle(a) - np.angle(b)], axis=-1)
+
+
+def pauli_string(n_qubits: int, ops: dict[int, str]) -> np.ndarray:
+    """Dense matrix of a Pauli string in Qiskit's qubit order (qubit 0 is the last tensor factor)."""
+    return reduce(np.kron, [PAULI[ops.get(q, "I")] for q in reversed(range(n_qubits))])
+
+
+def heisenberg_generator(n_qubits: int, pairs) -> np.ndarray:
+    """Dense sum of H_ij over `pairs`; the trainable gate of one weight is exp(-i theta * this)."""
+    return sum(pauli_string(n_qubits, {i: p, j: p}) for i, j in pairs for p in "XYZ")
+
+
+def singlet_state(n_qubits: int, pairs) -> np.ndarray:
+    """Tensor product of singlets on `pairs` (Eqs. 12, 19), as a vector in Qiskit's ordering."""
+    qc = QuantumCircuit(n_qubits)
+    for i, j in pairs:
+        singlet(qc, i, j)
+    from qiskit.quantum_info import Statevector
+
+    return Statevector(qc).data
+
+
+def symmetry_breaking_phases(n_qubits: int) -> np.ndarray:
+    """SB(eps) = diag(exp(-i eps/2 * m)), m = sum_q z_q over computational basis states; returns m."""
+    index = np.arange(2**n_qubits)
+    bits = (index[:, None] >> np.arange(n_qubits)[None, :]) & 1
+    return (1 - 2 * bits).sum(axis=1).astype(float)

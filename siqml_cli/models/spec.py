@@ -1,0 +1,176 @@
+"""A siVQLM written down once, as data: which qubit encodes what, which pairs share a weight.
+
+`ModelSpec` is the single definition each molecule module fills in. The Qiskit circuit
+(`to_qiskit`) and the fast simulator (`siqml_cli.simulate`) are both generated from it, so
+they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+from qiskit import QuantumCircuit
+from qiskit.circuit import ParameterVector
+from qiskit.quantum_info import SparsePauliOp
+
+from siqml_cli.models import blocks
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """Phi_qubit(sign * x[vector]; alpha[scale]): one equivariant encoding gate of a layer."""
+
+    qubit: int
+    vector: int
+    scale: int
+    sign: float = 1.0
+
+
+@dataclass(frozen=True)
+class Coupling:
+    """exp(-i theta[weight] * sum_{(i,j) in pairs} H_ij): the pairs of one orbit share one weight."""
+
+    pairs: tuple[tuple[int, int], ...]
+    weight: int
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Re-uploading siVQLM M = Phi(alpha_D) U_D ... Phi(alpha_1) U_1 Phi(alpha_0) on singlets (Eqs. 1-3).
+
+    Gates are listed in the order they act. `centre` maps positions (A, 3) to the encoded
+    vectors (V, 3) with array operations only, so autodiff carries forces through it.
+    """
+
+    name: str
+    species: tuple[str, ...]
+    n_qubits: int
+    layers: int
+    blocks: int
+    symmetry: str
+    centre: Callable
+    singlets: tuple[tuple[int, int], ...]
+    encoding: tuple[Encoding, ...]
+    couplings: tuple[Coupling, ...]
+    observable_pairs: tuple[tuple[int, int], ...]
+    symmetry_breaking: bool = False
+    info: dict = field(default_factory=dict, compare=False)
+
+    # ------------------------------------------------------------------ sizes
+
+    @property
+    def n_scales(self) -> int:
+        return 1 + max(e.scale for e in self.encoding)
+
+    @property
+    def n_weights_per_block(self) -> int:
+        return 1 + max(c.weight for c in self.couplings)
+
+    @property
+    def observable_range(self) -> tuple[float, float]:
+        """Spectrum bounds of the observable: each H_ij lies in [-3, 1]."""
+        eig = np.linalg.eigvalsh(blocks.heisenberg_generator(self.n_qubits, self.observable_pairs))
+        return float(eig.min()), float(eig.max())
+
+    def weight_shapes(self) -> dict[str, tuple[int, ...]]:
+        shapes = {"theta": (self.layers, self.blocks, self.n_weights_per_block),
+                  "alpha": (self.layers + 1, self.n_scales)}
+        if self.symmetry_breaking:
+            shapes["eps"] = (self.layers,)
+        return shapes
+
+    def n_trainable(self) -> int:
+        return int(sum(np.prod(s) for s in self.weight_shapes().values()))
+
+    def init_weights(self, seed: int, eps_std: float = 1e-3) -> dict[str, np.ndarray]:
+        """Grant et al. 2019: first layer uniform in [0, pi), the rest 0; scales 1; eps ~ N(0, eps_std)."""
+        rng = np.random.default_rng(seed)
+        shapes = self.weight_shapes()
+        theta = np.zeros(shapes["theta"])
+        theta[0] = rng.uniform(0.0, np.pi, size=shapes["theta"][1:])
+        weights = {"theta": theta, "alpha": np.ones(shapes["alpha"])}
+        if self.symmetry_breaking:
+            weights["eps"] = rng.normal(0.0, eps_std, size=shapes["eps"])
+        return weights
+
+    def random_weights(self, seed: int) -> dict[str, np.ndarray]:
+        """Generic weights (not an initialisation): for testing symmetries away from the identity."""
+        rng = np.random.default_rng(seed)
+        out = {k: rng.uniform(-np.pi, np.pi, size=s) for k, s in self.weight_shapes().items()}
+        out["alpha"] = rng.uniform(0.3, 2.0, size=self.weight_shapes()["alpha"])
+        if self.symmetry_breaking:
+            out["eps"] = rng.uniform(-0.5, 0.5, size=self.weight_shapes()["eps"])
+        return out
+
+    # ------------------------------------------------------------------ Qiskit
+
+    def observable(self) -> SparsePauliOp:
+        return blocks.heisenberg_interaction(self.n_qubits, self.observable_pairs)
+
+    def to_qiskit(self) -> tuple[QuantumCircuit, SparsePauliOp]:
+        """The circuit with named parameters: `theta`, `eps` (weights) and `enc` (encoding U angles)."""
+        shapes = self.weight_shapes()
+        theta = ParameterVector("theta", int(np.prod(shapes["theta"])))
+        enc = ParameterVector("enc", (self.layers + 1) * len(self.encoding) * 3)
+        eps = ParameterVector("eps", self.layers) if self.symmetry_breaking else None
+        qc = QuantumCircuit(self.n_qubits, name=f"siVQLM_{self.name}_{self.symmetry}")
+        for i, j in self.singlets:
+            blocks.singlet(qc, i, j)
+
+        def encode(d: int) -> None:
+            for k, e in enumerate(self.encoding):
+                base = (d * len(self.encoding) + k) * 3
+                blocks.equivariant_encoding(qc, e.qubit, enc[base:base + 3])
+
+        encode(0)
+        per_layer = self.blocks * self.n_weights_per_block
+        for d in range(self.layers):
+            qc.barrier()
+            for b in range(self.blocks):
+                for c in self.couplings:
+                    w = theta[d * per_layer + b * self.n_weights_per_block + c.weight]
+                    if len(c.pairs) > 1 and _shares_qubit(c.pairs):
+                        raise NotImplementedError("orbit gates on overlapping pairs are not exported yet")
+                    for i, j in c.pairs:
+                        blocks.heisenberg_gate(qc, w, i, j)
+            if self.symmetry_breaking:
+                blocks.symmetry_breaking(qc, eps[d], range(self.n_qubits))
+            qc.barrier()
+            encode(d + 1)
+        return qc, self.observable()
+
+    def rotation_vectors(self, weights: dict, positions: np.ndarray) -> np.ndarray:
+        """alpha * sign * x for every encoding gate: shape (N, D+1, n_encoding, 3)."""
+        vectors = np.asarray(self.centre(np.asarray(positions, dtype=float)))  # (N, V, 3)
+        vec_index = [e.vector for e in self.encoding]
+        scale_index = [e.scale for e in self.encoding]
+        signs = np.array([e.sign for e in self.encoding])
+        alpha = np.asarray(weights["alpha"])[:, scale_index]  # (D+1, n_enc)
+        x = vectors[:, vec_index, :]  # (N, n_enc, 3)
+        return alpha[None, :, :, None] * signs[None, None, :, None] * x[:, None, :, :]
+
+    def parameter_values(self, circuit: QuantumCircuit, weights: dict, positions: np.ndarray) -> np.ndarray:
+        """Values for `circuit.parameters`, one row per configuration (Estimator V2 parameter arrays)."""
+        positions = np.asarray(positions, dtype=float).reshape(-1, len(self.species), 3)
+        n = len(positions)
+        named = {"theta": np.broadcast_to(np.ravel(weights["theta"]), (n, np.size(weights["theta"]))),
+                 "enc": blocks.encoding_euler_angles(self.rotation_vectors(weights, positions)).reshape(n, -1)}
+        if self.symmetry_breaking:
+            named["eps"] = np.broadcast_to(np.ravel(weights["eps"]), (n, self.layers))
+        columns = []
+        for p in circuit.parameters:
+            columns.append(named[p.vector.name][:, p.index])
+        return np.stack(columns, axis=1)
+
+    def bound_circuit(self, weights: dict, positions: np.ndarray) -> QuantumCircuit:
+        """The circuit for one configuration (A, 3), every parameter bound."""
+        qc, _ = self.to_qiskit()
+        values = self.parameter_values(qc, weights, positions)[0]
+        return qc.assign_parameters(values)
+
+
+def _shares_qubit(pairs) -> bool:
+    qubits = [q for pair in pairs for q in pair]
+    return len(qubits) != len(set(qubits))
