@@ -35,25 +35,23 @@ class Simulator:
         eig = [np.linalg.eigh(blocks.heisenberg_generator(n, c.pairs)) for c in spec.couplings]
         self.gen_values = jnp.asarray(np.stack([e[0] for e in eig]), dtype=self.real)
         self.gen_vectors = jnp.asarray(np.stack([e[1] for e in eig]), dtype=self.complex)
-        self.coupling_weight = np.array([c.weight for c in spec.couplings])
+        # one-hot selections instead of gathers: their gradients are matrix products, not scatters
+        self.coupling_select = jnp.asarray(_one_hot([c.weight for c in spec.couplings], spec.n_weights_per_block),
+                                           dtype=self.real)
         self.sb_m = jnp.asarray(blocks.symmetry_breaking_phases(n), dtype=self.real)
-        self.swap_perms = [self._swap_permutation(i, j) for i, j in spec.observable_pairs]
-        self.enc_vector = np.array([e.vector for e in spec.encoding])
-        self.enc_scale = np.array([e.scale for e in spec.encoding])
-        self.enc_sign = jnp.asarray([e.sign for e in spec.encoding], dtype=self.real)
+        n_vectors = int(np.asarray(spec.centre(np.zeros((1, len(spec.species), 3)))).shape[1])
+        signs = np.array([e.sign for e in spec.encoding])
+        self.enc_vector_select = jnp.asarray(_one_hot([e.vector for e in spec.encoding], n_vectors), dtype=self.real)
+        self.enc_scale_select = jnp.asarray(_one_hot([e.scale for e in spec.encoding], spec.n_scales) * signs[:, None],
+                                            dtype=self.real)
         self.enc_qubit = [e.qubit for e in spec.encoding]
-
-    def _swap_permutation(self, i: int, j: int) -> np.ndarray:
-        index = np.arange(self.dim)
-        bi, bj = (index >> i) & 1, (index >> j) & 1
-        return index ^ ((bi ^ bj) << i) ^ ((bi ^ bj) << j)
 
     # ------------------------------------------------------------------ pieces
 
     def layer_unitaries(self, weights) -> jnp.ndarray:
         """(D, 2^n, 2^n): each trainable layer U_d, followed by SB(eps_d) when present."""
         theta = jnp.asarray(weights["theta"], dtype=self.real)  # (D, B, T)
-        angles = theta[..., self.coupling_weight]  # (D, B, C)
+        angles = theta @ self.coupling_select.T  # (D, B, C)
         phases = jnp.exp(-1j * angles[..., None] * self.gen_values)  # (D, B, C, dim)
         gates = jnp.einsum("cij,dbcj,ckj->dbcik", self.gen_vectors, phases, self.gen_vectors.conj())
         layer = jnp.broadcast_to(jnp.eye(self.dim, dtype=self.complex), (self.spec.layers, self.dim, self.dim))
@@ -65,12 +63,12 @@ class Simulator:
             layer = jnp.exp(-0.5j * eps[:, None] * self.sb_m)[:, :, None] * layer
         return layer
 
-    def encoding_gates(self, alpha, vectors) -> tuple[jnp.ndarray, ...]:
-        """Entries (g00, g01, g10, g11) of exp(-i v.sigma/2), v = alpha * sign * x; each (N, D+1, n_enc)."""
-        v = (alpha[:, self.enc_scale] * self.enc_sign)[None, :, :, None] * vectors[:, None, self.enc_vector, :]
-        r = jnp.sqrt(jnp.sum(v * v, axis=-1) + jnp.finfo(self.real).tiny)
+    @staticmethod
+    def encoding_gate(v) -> tuple[jnp.ndarray, ...]:
+        """Entries (g00, g01, g10, g11) of exp(-i v.sigma/2) for rotation vectors v of shape (N, 3)."""
+        r = jnp.sqrt(jnp.sum(v * v, axis=-1) + jnp.finfo(v.dtype).tiny)
         c, s = jnp.cos(r / 2), jnp.sin(r / 2) / r
-        vx, vy, vz = v[..., 0], v[..., 1], v[..., 2]
+        vx, vy, vz = v[:, 0], v[:, 1], v[:, 2]
         return (c - 1j * s * vz, -s * vy - 1j * s * vx, s * vy - 1j * s * vx, c + 1j * s * vz)
 
     def _apply_1q(self, psi, g, qubit: int):
@@ -80,9 +78,10 @@ class Simulator:
         g00, g01, g10, g11 = (x[:, None, None] for x in g)
         return jnp.stack([g00 * s0 + g01 * s1, g10 * s0 + g11 * s1], axis=2).reshape(psi.shape)
 
-    def _encode(self, psi, gates, d: int):
+    def _encode(self, psi, scales, x):
+        """Phi(X; alpha_d): `scales` (n_enc,) with signs folded in, `x` (N, n_enc, 3)."""
         for k, q in enumerate(self.enc_qubit):
-            psi = self._apply_1q(psi, tuple(g[:, d, k] for g in gates), q)
+            psi = self._apply_1q(psi, self.encoding_gate(scales[k] * x[:, k, :]), q)
         return psi
 
     # ------------------------------------------------------------------ model
@@ -90,20 +89,36 @@ class Simulator:
     def states(self, weights, positions) -> jnp.ndarray:
         """Final statevectors (N, 2^n) for positions (N, A, 3)."""
         positions = jnp.asarray(positions, dtype=self.real)
-        vectors = self.spec.centre(positions)
-        gates = self.encoding_gates(jnp.asarray(weights["alpha"], dtype=self.real), vectors)
+        x = jnp.einsum("kv,nvc->nkc", self.enc_vector_select, self.spec.centre(positions))  # (N, n_enc, 3)
+        scales = jnp.asarray(weights["alpha"], dtype=self.real) @ self.enc_scale_select.T  # (D+1, n_enc)
         layers = self.layer_unitaries(weights)
         psi = jnp.broadcast_to(self.psi0, (positions.shape[0], self.dim))
-        psi = self._encode(psi, gates, 0)
+        psi = self._encode(psi, scales[0], x)
         for d in range(self.spec.layers):
             psi = psi @ layers[d].T
-            psi = self._encode(psi, gates, d + 1)
+            psi = self._encode(psi, scales[d + 1], x)
         return psi
 
     def expectation(self, weights, positions) -> jnp.ndarray:
         """<psi|O|psi> with O = sum of H_ij = 2 SWAP_ij - 1 over the observable's pairs: shape (N,)."""
         psi = self.states(weights, positions)
+        n = self.spec.n_qubits
+        tensor = psi.reshape((psi.shape[0],) + (2,) * n)
         total = 0.0
-        for perm in self.swap_perms:
-            total = total + 2 * jnp.real(jnp.sum(psi.conj() * psi[:, perm], axis=-1)) - 1
+        for i, j in self.spec.observable_pairs:
+            swapped = jnp.swapaxes(tensor, n - i, n - j).reshape(psi.shape)
+            total = total + 2 * jnp.real(jnp.sum(psi.conj() * swapped, axis=-1)) - 1
         return total
+
+
+def _one_hot(index, size: int) -> np.ndarray:
+    out = np.zeros((len(index), size))
+    out[np.arange(len(index)), index] = 1.0
+    return out
+
+
+def expectation_and_gradient(sim: Simulator, weights, positions):
+    """f (N,) and df/dpositions (N, A, 3): each configuration's f depends only on its own positions,
+    so the gradient of the batch sum gives every configuration's gradient in one reverse pass."""
+    f, vjp = jax.vjp(lambda x: sim.expectation(weights, x), positions)
+    return f, vjp(jnp.ones_like(f))[0]
