@@ -1,0 +1,124 @@
+"""The `siqml` entry point: `siqml <command> [hydra overrides]`.
+
+Each command is a Hydra app over `configs/`. Problems a user can fix are raised as SiqmlError
+anywhere below and end here as one line on stderr with exit code 1 (2 for a bad command line).
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+from siqml_cli.errors import SiqmlError
+from siqml_cli.paths import CONFIG_DIR
+
+COMMANDS = {
+    "train": ("train", "train a siVQLM; writes results/<molecule>/<symmetry>/<date>_<time>/"),
+    "data": ("generate", "generate reference data with PySCF, label given configurations, export extxyz"),
+    "evaluate": ("evaluate", "predict energies and forces of a trained run on any configurations"),
+    "check-symmetry": ("check_symmetry", "measure a model's invariance errors for random configurations"),
+}
+GROUPS = ("molecule", "symmetry", "model", "loss", "noise", "optim", "split", "experiment")
+
+USAGE = "usage: siqml <command> [key=value ...]\n\ncommands:\n" + "\n".join(
+    f"  {name:<15} {text}" for name, (_, text) in COMMANDS.items()) + (
+    "\n\nexamples:\n  siqml train +molecule=h2o\n  siqml train +molecule=lih model.layers=6 train.steps=2000\n"
+    "  siqml evaluate run=results/h2o/broken/<date>_<time>\n  siqml check-symmetry +molecule=h2o\n"
+    "\nEach command takes Hydra overrides; `siqml <command> --help` lists its configuration.")
+
+
+def fail(command: str, message: str, code: int = 1) -> None:
+    print(f"siqml {command}: error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def _group_value(override: str) -> tuple[str, str] | None:
+    key, sep, value = override.lstrip("+~").partition("=")
+    return (key, value) if sep and key in GROUPS else None
+
+
+def check_groups(overrides: list[str]) -> None:
+    """Unknown options of config groups, one line each (Hydra would print a paragraph)."""
+    for override in overrides:
+        found = _group_value(override)
+        if not found:
+            continue
+        group, value = found
+        options = sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
+        for choice in value.split(","):
+            if choice and choice not in options:
+                raise SiqmlError(f"unknown {group} '{choice}'; choose one of: {', '.join(options)}")
+
+
+def compose_check(config_name: str, overrides: list[str]) -> None:
+    """Compose the config once without running, to report bad keys or values as one line."""
+    from hydra import compose, initialize_config_dir
+
+    plain = [o for o in overrides if not o.startswith(("hydra.", "hydra/", "-"))]
+    try:
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            compose(config_name=config_name, overrides=plain)
+    except Exception as exc:  # Hydra and OmegaConf raise several types; all mean a bad override
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        raise SiqmlError("; ".join(lines[:3]) + " (see `siqml <command> --help` for the keys)") from None
+
+
+def preflight(command: str, overrides: list[str]) -> list[str]:
+    """Checks that need no Hydra run, and the run folder of a resumed training."""
+    check_groups(overrides)
+    multirun = any(o in ("-m", "--multirun") for o in overrides)
+    wants_help = any(o.startswith(("--help", "-h", "--hydra-help", "--cfg", "--info")) for o in overrides)
+    if command == "train" and not wants_help:
+        resume = next((o.split("=", 1)[1] for o in overrides if o.startswith("resume=")), None)
+        if resume:
+            from siqml_cli.train.resume import check_resumable
+
+            check_resumable(Path(resume))
+            overrides = [*overrides, f"hydra.run.dir={resume}"]
+            if not any(_group_value(o) and _group_value(o)[0] == "molecule" for o in overrides):
+                overrides.append(f"+molecule={check_resumable(Path(resume))['molecule']['name']}")
+        elif not any(_group_value(o) and _group_value(o)[0] == "molecule" for o in overrides):
+            raise SiqmlError("+molecule is missing: add +molecule=lih or +molecule=h2o")
+    if command == "check-symmetry" and not wants_help:
+        if not any(_group_value(o) and _group_value(o)[0] == "molecule" for o in overrides):
+            raise SiqmlError("+molecule is missing: add +molecule=lih or +molecule=h2o")
+    if not multirun and not wants_help:
+        compose_check(COMMANDS[command][0], overrides)
+    return overrides
+
+
+def run_hydra(command: str, overrides: list[str]) -> None:
+    import hydra
+
+    from siqml_cli import tasks
+
+    task = tasks.TASKS[command]
+    sys.argv = [f"siqml {command}", *overrides]
+    hydra.main(config_path=str(CONFIG_DIR), config_name=COMMANDS[command][0], version_base="1.3")(task)()
+
+
+def main() -> None:
+    argv = sys.argv[1:]
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        sys.exit(0 if argv else 2)
+    if argv[0] == "--version":
+        from siqml_cli import __version__
+
+        print(f"siqml {__version__}")
+        return
+    command, overrides = argv[0], argv[1:]
+    if command not in COMMANDS:
+        fail("", f"unknown command '{command}'; choose one of: {', '.join(COMMANDS)}", code=2)
+    try:
+        overrides = preflight(command, overrides)
+    except SiqmlError as exc:
+        fail(command, str(exc), code=2)
+    run_hydra(command, overrides)
+
+
+def remove_unfinished(folder: Path, keep: str) -> None:
+    """Delete a run folder that holds nothing but Hydra's own files (the job failed before starting)."""
+    if folder.is_dir() and not (folder / keep).exists():
+        shutil.rmtree(folder, ignore_errors=True)

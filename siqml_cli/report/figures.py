@@ -1,0 +1,165 @@
+"""Figures for training runs: loss curves, energy/force parity plots and the LiH bond curve (cf. Figs. 4, 8).
+
+Inputs are in physical units (eV, eV/Å, Å); errors are shown in meV and meV/Å. Uses the Agg backend
+so it runs headless, closes every figure after saving, and saves atomically (temp file + os.replace).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+DPI = 150
+COMPONENTS = ("x", "y", "z")
+
+
+def _rmse_milli(pred, ref) -> float:
+    """RMSE in milli-units (meV or meV/Å), the scale chemists quote."""
+    return 1e3 * float(np.sqrt(np.mean((np.asarray(pred, float) - np.asarray(ref, float)) ** 2)))
+
+
+def _save(fig, path) -> None:
+    """Atomic PNG save, so a crash or a concurrent reader never sees a truncated image; always closes fig."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight")
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; figures should be readable like normal files
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    finally:
+        plt.close(fig)
+
+
+def _diagonal(ax, values) -> None:
+    """y = x over the data range, with equal limits so deviations from parity are not distorted."""
+    lo, hi = float(np.min(values)), float(np.max(values))
+    pad = 0.05 * (hi - lo) if hi > lo else 0.05 * max(abs(hi), 1e-3)
+    lo, hi = lo - pad, hi + pad
+    ax.plot([lo, hi], [lo, hi], color="0.3", lw=1, ls="--", zorder=0)
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(lo, hi)
+    ax.set_aspect("equal", adjustable="box")
+
+
+def plot_loss_curves(metrics: pd.DataFrame, path) -> None:
+    """Total/energy/force loss vs step on a log axis; columns that are absent or all NaN are skipped."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    steps = np.asarray(metrics["step"], float)
+    any_positive = False
+    for col, label in (("loss", "total"), ("energy_loss", "energy"), ("force_loss", "force")):
+        if col not in metrics:
+            continue
+        y = np.asarray(metrics[col], float)
+        ok = np.isfinite(y) & (y > 0)
+        if ok.any():
+            ax.plot(steps[ok], y[ok], label=label, lw=1.2)
+            any_positive = True
+    if any_positive:
+        ax.set_yscale("log")
+        ax.legend()
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss (scaled units)")
+    ax.set_title("Training loss")
+    ax.grid(True, which="both", alpha=0.3)
+    _save(fig, path)
+
+
+def plot_energy_parity(pred: dict[str, np.ndarray], ref: dict[str, np.ndarray], path) -> None:
+    """Predicted vs reference energy per split; the legend carries each split's RMSE in meV."""
+    fig, ax = plt.subplots(figsize=(5, 5))
+    values = []
+    for split, e_pred in pred.items():
+        e_pred, e_ref = np.asarray(e_pred, float).ravel(), np.asarray(ref[split], float).ravel()
+        ax.scatter(e_ref, e_pred, s=14, alpha=0.7,
+                   label=f"{split} (RMSE {_rmse_milli(e_pred, e_ref):.3g} meV)")
+        values += [e_pred, e_ref]
+    _diagonal(ax, np.concatenate(values))
+    ax.set_xlabel("reference energy (eV)")
+    ax.set_ylabel("predicted energy (eV)")
+    ax.set_title("Energy parity")
+    ax.legend(loc="upper left")
+    ax.grid(True, alpha=0.3)
+    _save(fig, path)
+
+
+def plot_force_parity(pred: dict[str, np.ndarray], ref: dict[str, np.ndarray], path) -> None:
+    """One panel per Cartesian component (anisotropic errors show up); legends give per-component RMSE,
+    the title the overall RMSE per split. Splits whose forces are None are skipped."""
+    splits = [s for s in pred if pred[s] is not None and ref.get(s) is not None]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4.6))
+    overall = []
+    for split in splits:
+        f_pred = np.asarray(pred[split], float).reshape(-1, 3)
+        f_ref = np.asarray(ref[split], float).reshape(-1, 3)
+        overall.append(f"{split} {_rmse_milli(f_pred, f_ref):.3g}")
+        for k, ax in enumerate(axes):
+            ax.scatter(f_ref[:, k], f_pred[:, k], s=8, alpha=0.6, rasterized=True,
+                       label=f"{split} (RMSE {_rmse_milli(f_pred[:, k], f_ref[:, k]):.3g} meV/Å)")
+    for k, ax in enumerate(axes):
+        if splits:
+            _diagonal(ax, np.concatenate([np.asarray(d[s], float).reshape(-1, 3)[:, k]
+                                          for s in splits for d in (pred, ref)]))
+            ax.legend(loc="upper left", fontsize=8)
+        ax.set_xlabel(f"reference $F_{COMPONENTS[k]}$ (eV/Å)")
+        ax.set_ylabel(f"predicted $F_{COMPONENTS[k]}$ (eV/Å)")
+        ax.grid(True, alpha=0.3)
+    fig.suptitle("Force parity" + (f" — overall RMSE (meV/Å): {', '.join(overall)}" if overall else ""))
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def force_along_bond(positions: np.ndarray, forces: np.ndarray) -> np.ndarray:
+    """-dE/dr for a diatomic, (N, 2, 3) positions/forces -> (N,): half the difference of the two atoms'
+    forces projected on the unit vector from atom 0 to atom 1 (equals F_1·û when F_0 = -F_1)."""
+    bond = positions[:, 1] - positions[:, 0]
+    unit = bond / np.linalg.norm(bond, axis=-1, keepdims=True)
+    return 0.5 * np.einsum("ni,ni->n", forces[:, 1] - forces[:, 0], unit)
+
+
+def plot_lih_curve(bond_ref, energy_ref, bond_grid, energy_pred_grid, path,
+                   forces_ref=None, forces_pred_grid=None, bond_train=None) -> None:
+    """Learned E(r) (line) against reference points, plus -dE/dr in a second panel if forces are given.
+
+    Forces are the 1D force along the bond, -dE/dr in eV/Å, shape (N,) (see `force_along_bond`).
+    `bond_train` marks which bond lengths the model was trained on (vertical ticks on the energy panel).
+    """
+    with_forces = forces_ref is not None or forces_pred_grid is not None
+    fig, axes = plt.subplots(2 if with_forces else 1, 1, sharex=True, squeeze=False,
+                             figsize=(6, 6.5 if with_forces else 4))
+    ax_e = axes[0, 0]
+    ax_e.plot(bond_grid, energy_pred_grid, color="C0", lw=1.5, label="model")
+    ax_e.scatter(bond_ref, energy_ref, color="k", s=14, zorder=3, label="reference")
+    if bond_train is not None:  # on every panel: errors between the marks are interpolation
+        for ax in axes[:, 0]:
+            for i, r in enumerate(np.asarray(bond_train, float).ravel()):
+                ax.axvline(r, color="C2", lw=0.8, alpha=0.5, label="training points" if i == 0 else None)
+    ax_e.set_ylabel("energy (eV)")
+    ax_e.set_title("LiH potential energy curve")
+    ax_e.legend()
+    ax_e.grid(True, alpha=0.3)
+    if with_forces:
+        ax_f = axes[1, 0]
+        if forces_pred_grid is not None:
+            ax_f.plot(bond_grid, np.asarray(forces_pred_grid, float).ravel(), color="C0", lw=1.5, label="model")
+        if forces_ref is not None:
+            ax_f.scatter(bond_ref, np.asarray(forces_ref, float).ravel(), color="k", s=14, zorder=3,
+                         label="reference")
+        ax_f.axhline(0.0, color="0.5", lw=0.8)
+        ax_f.set_ylabel("force along bond, $-dE/dr$ (eV/Å)")
+        ax_f.legend()
+        ax_f.grid(True, alpha=0.3)
+    axes[-1, 0].set_xlabel("Li–H bond length (Å)")
+    fig.tight_layout()
+    _save(fig, path)

@@ -1,0 +1,118 @@
+"""Measured invariance errors of a model: the checks listed at the end of MODELS.md, as numbers.
+
+Used by `siqml check-symmetry` and by the tests, so the CLI reports exactly what CI checks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig
+from scipy.spatial.transform import Rotation
+
+from siqml_cli.data.generate import GENERATORS, sample
+from siqml_cli.errors import SiqmlError
+from siqml_cli.models import ModelSpec, build_model
+from siqml_cli.simulate import Simulator, expectation_and_gradient
+
+TOLERANCE = 1e-10
+#: identical-atom exchanges per molecule, as atom permutations
+EXCHANGES = {"h2o": {"H1 <-> H2": [0, 2, 1]}, "lih": {}}
+
+
+def _relative(a, b) -> float:
+    a, b = np.asarray(a), np.asarray(b)
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1.0))
+
+
+def invariance_errors(spec: ModelSpec, sim: Simulator, weights: dict, positions: np.ndarray,
+                      seed: int = 0) -> dict[str, float]:
+    """Relative errors of every check, over the batch `positions` (N, A, 3)."""
+    rng = np.random.default_rng(seed)
+    w = {k: jnp.asarray(v) for k, v in weights.items()}
+    f, grad = (np.asarray(a) for a in expectation_and_gradient(sim, w, jnp.asarray(positions)))
+    energy = lambda x: np.asarray(sim.expectation(w, jnp.asarray(x)))  # noqa: E731
+    rot = Rotation.from_quat(rng.normal(size=4))
+    rotated = rot.apply(positions.reshape(-1, 3)).reshape(positions.shape)
+    f_rot, grad_rot = (np.asarray(a) for a in expectation_and_gradient(sim, w, jnp.asarray(rotated)))
+    z_rot = Rotation.from_rotvec([0.0, 0.0, rng.uniform(0, 2 * np.pi)])
+    mirror = positions * np.array([-1.0, 1.0, 1.0])
+    errors = {
+        "rotation (energy)": _relative(f_rot, f),
+        "rotation (forces equivariant)": _relative(grad_rot, rot.apply(grad.reshape(-1, 3)).reshape(grad.shape)),
+        "rotation about z": _relative(energy(z_rot.apply(positions.reshape(-1, 3)).reshape(positions.shape)), f),
+        "reflection x -> -x": _relative(energy(mirror), f),
+        "inversion r -> -r": _relative(energy(-positions), f),
+        "translation": _relative(energy(positions + rng.uniform(-3, 3, size=3)), f),
+        "sum of forces = 0": float(np.max(np.abs(grad.sum(axis=1))) / max(np.max(np.abs(grad)), 1e-300)),
+    }
+    for name, perm in EXCHANGES.get(spec.name, {}).items():
+        errors[f"exchange {name}"] = _relative(energy(positions[:, perm]), f)
+    h = 1e-5
+    step = np.zeros_like(positions)
+    step[:, -1, 0] = h
+    fd = (energy(positions + step) - energy(positions - step)) / (2 * h)
+    errors["forces = -finite difference"] = _relative(grad[:, -1, 0], fd)
+    return errors
+
+
+def expected_invariances(spec: ModelSpec) -> dict[str, bool]:
+    """Which checks must hold exactly for this model (finite differences hold to ~1e-8 only)."""
+    eps_on = spec.symmetry_breaking
+    exact = {"rotation (energy)": not eps_on, "rotation (forces equivariant)": not eps_on,
+             "rotation about z": True, "reflection x -> -x": not eps_on, "inversion r -> -r": not eps_on,
+             "translation": True, "sum of forces = 0": True, "forces = -finite difference": True}
+    for name in EXCHANGES.get(spec.name, {}):
+        exact[f"exchange {name}"] = spec.symmetry in ("full", "broken")
+    return exact
+
+
+def symmetry_table(spec: ModelSpec, weights: dict, positions: np.ndarray, seed: int = 0) -> pd.DataFrame:
+    sim = Simulator(spec)
+    errors = invariance_errors(spec, sim, weights, positions, seed)
+    expected = expected_invariances(spec)
+    rows = []
+    for name, err in errors.items():
+        tol = 1e-6 if name.startswith("forces = -finite") else TOLERANCE
+        must = expected[name]
+        verdict = ("ok" if err <= tol else "FAIL") if must else ("broken (as designed)" if err > tol else "holds")
+        rows.append({"check": name, "max relative error": err, "tolerance": tol,
+                     "required": "yes" if must else "no", "result": verdict})
+    return pd.DataFrame(rows)
+
+
+def load_weights(spec: ModelSpec, choice: str, seed: int) -> dict:
+    if choice == "random":
+        return spec.random_weights(seed)
+    if choice == "init":
+        return spec.init_weights(seed)
+    from siqml_cli.forcefield import ForceField
+
+    forcefield = ForceField.load(Path(choice))
+    if forcefield.spec.name != spec.name:
+        raise SiqmlError(f"{choice} holds a {forcefield.spec.name} model, not {spec.name}")
+    return {k: np.asarray(v) for k, v in forcefield.weights.items()}
+
+
+def check_symmetry_command(cfg: DictConfig) -> None:
+    molecule = cfg.molecule.name
+    spec = build_model(molecule, cfg.symmetry.name, cfg.model.layers, cfg.model.blocks)
+    if str(cfg.weights) not in ("random", "init"):
+        from siqml_cli.forcefield import ForceField
+
+        spec = ForceField.load(Path(cfg.weights)).spec
+    weights = load_weights(spec, str(cfg.weights), int(cfg.seed))
+    if molecule not in GENERATORS:
+        raise SiqmlError(f"no configuration sampler for '{molecule}'")
+    params = {k: list(v) for k, v in cfg.molecule.generate.params.items()}
+    positions = sample(molecule, int(cfg.n_configs), int(cfg.seed), params)
+    table = symmetry_table(spec, weights, positions, int(cfg.seed))
+    print(f"{spec.name} siVQLM, symmetry={spec.symmetry}, D={spec.layers}, B={spec.blocks}, "
+          f"weights={cfg.weights}, {len(positions)} random configurations")
+    print(table.to_string(index=False, formatters={"max relative error": "{:.2e}".format,
+                                                   "tolerance": "{:.0e}".format}))
+    if (table["result"] == "FAIL").any():
+        raise SiqmlError("a required invariance does not hold (see the table above)")

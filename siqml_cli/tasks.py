@@ -1,0 +1,79 @@
+"""The Hydra task behind each command: compose -> run -> one line on failure."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from siqml_cli.cli import fail, remove_unfinished
+from siqml_cli.errors import SiqmlError
+
+
+def _run_folder() -> Path:
+    return Path(HydraConfig.get().runtime.output_dir)
+
+
+def train(cfg: DictConfig) -> None:
+    from siqml_cli.train.loop import CHECKPOINT_FILE
+    from siqml_cli.train.resume import resumed_config
+    from siqml_cli.train.run import train_run, write_status
+
+    folder = _run_folder()
+    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+    try:
+        if cfg.resume:
+            cfg = resumed_config(folder, list(HydraConfig.get().overrides.task))
+        summary = train_run(cfg, folder, resume=bool(cfg.resume), progress=sys.stderr.isatty() or not multirun)
+    except SiqmlError as exc:
+        if (folder / CHECKPOINT_FILE).exists():
+            write_status(folder, "failed", error=str(exc))
+        else:
+            remove_unfinished(folder, keep=CHECKPOINT_FILE)
+        if multirun:  # let the other jobs of the sweep go on
+            print(f"siqml train: error in {folder}: {exc}", file=sys.stderr)
+            return
+        fail("train", str(exc))
+    except KeyboardInterrupt:
+        if (folder / CHECKPOINT_FILE).exists():
+            write_status(folder, "interrupted")
+            print(f"\nsiqml train: interrupted; continue with: siqml train resume={folder}", file=sys.stderr)
+        else:
+            remove_unfinished(folder, keep=CHECKPOINT_FILE)
+        sys.exit(130)
+    print((folder / "mse.md").read_text())
+    print(f"results: {folder}  ({summary['train_seconds']:.1f} s training, "
+          f"{summary['seconds_per_step'] * 1e3:.2f} ms/step)")
+
+
+def data(cfg: DictConfig) -> None:
+    from siqml_cli.data.commands import data_command
+
+    try:
+        data_command(cfg)
+    except SiqmlError as exc:
+        fail("data", str(exc))
+
+
+def evaluate(cfg: DictConfig) -> None:
+    from siqml_cli.evaluate import evaluate_command
+
+    try:
+        evaluate_command(cfg)
+    except SiqmlError as exc:
+        fail("evaluate", str(exc))
+
+
+def check_symmetry(cfg: DictConfig) -> None:
+    from siqml_cli.symmetry import check_symmetry_command
+
+    try:
+        check_symmetry_command(cfg)
+    except SiqmlError as exc:
+        fail("check-symmetry", str(exc))
+
+
+TASKS = {"train": train, "data": data, "evaluate": evaluate, "check-symmetry": check_symmetry}

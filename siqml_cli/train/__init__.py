@@ -1,0 +1,1 @@
+"""Training: the compiled Adam step, the loop with checkpoints, and one whole training run."""

@@ -1,0 +1,154 @@
+"""The optimisation loop: one compiled Adam step (optax), checkpoints that resume bit-identically.
+
+Mini-batches for step t are drawn from `default_rng((seed, t))`, so a resumed run sees exactly the
+batches an uninterrupted one would have seen.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pandas as pd
+from tqdm.auto import tqdm
+
+from siqml_cli.data.io import atomic_path
+from siqml_cli.simulate import Simulator, expectation_and_gradient
+
+CHECKPOINT_FILE = "checkpoint.npz"
+METRIC_COLUMNS = ["step", "loss", "energy_loss", "force_loss"]
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    steps: int
+    lr: float
+    batch_size: int | None
+    force_weight: float
+    schedule: str
+    lr_final_fraction: float
+    checkpoint_every: int
+    seed: int
+
+
+@dataclass
+class TrainingSet:
+    """Positions (N, A, 3), scaled energies (N,) and scaled forces (N, A, 3) (zeros when unused)."""
+
+    positions: np.ndarray
+    energies: np.ndarray
+    forces: np.ndarray
+
+
+def make_optimizer(s: LoopSettings) -> optax.GradientTransformation:
+    if s.schedule == "cosine":
+        lr = optax.cosine_decay_schedule(s.lr, max(s.steps, 1), alpha=s.lr_final_fraction)
+    else:
+        lr = s.lr
+    return optax.adam(lr)
+
+
+def make_step(sim: Simulator, opt: optax.GradientTransformation, force_weight: float):
+    """A jitted (weights, opt_state, X, y, F) -> (weights, opt_state, [loss, energy_loss, force_loss])."""
+
+    def loss_fn(weights, x, y, forces):
+        if force_weight > 0:
+            f, grad = expectation_and_gradient(sim, weights, x)
+            energy_loss = jnp.mean((f - y) ** 2)
+            force_loss = jnp.mean((grad + forces) ** 2)  # predicted scaled forces are -grad
+            return energy_loss + force_weight * force_loss, (energy_loss, force_loss)
+        energy_loss = jnp.mean((sim.expectation(weights, x) - y) ** 2)
+        return energy_loss, (energy_loss, jnp.full_like(energy_loss, jnp.nan))
+
+    @jax.jit
+    def step(weights, opt_state, x, y, forces, index=None):
+        if index is not None:
+            x, y, forces = x[index], y[index], forces[index]
+        (loss, (e_loss, f_loss)), grads = jax.value_and_grad(loss_fn, has_aux=True)(weights, x, y, forces)
+        updates, opt_state = opt.update(grads, opt_state, weights)
+        return optax.apply_updates(weights, updates), opt_state, jnp.stack([loss, e_loss, f_loss])
+
+    return step
+
+
+def batch_indices(n: int, batch_size: int | None, seed: int, step: int) -> np.ndarray | None:
+    if batch_size is None or batch_size >= n:
+        return None
+    return np.random.default_rng((seed, step)).choice(n, size=batch_size, replace=False)
+
+
+def save_checkpoint(folder: Path, step: int, weights, opt_state, metrics: pd.DataFrame) -> None:
+    leaves = jax.tree_util.tree_leaves((weights, opt_state))
+    with atomic_path(folder / CHECKPOINT_FILE) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, step=step, metrics=metrics[METRIC_COLUMNS].to_numpy(),
+                 **{f"leaf_{i}": np.asarray(x) for i, x in enumerate(leaves)})
+
+
+def load_checkpoint(folder: Path, weights, opt_state):
+    """Restore (step, weights, opt_state, metrics) into the structure of freshly built ones."""
+    treedef = jax.tree_util.tree_structure((weights, opt_state))
+    with np.load(folder / CHECKPOINT_FILE) as npz:
+        leaves = [jnp.asarray(npz[f"leaf_{i}"]) for i in range(treedef.num_leaves)]
+        metrics = pd.DataFrame(npz["metrics"], columns=METRIC_COLUMNS)
+        step = int(npz["step"])
+    weights, opt_state = jax.tree_util.tree_unflatten(treedef, leaves)
+    metrics["step"] = metrics["step"].astype(int)
+    return step, weights, opt_state, metrics
+
+
+def run_loop(sim: Simulator, data: TrainingSet, weights: dict, s: LoopSettings, folder: Path,
+             resume: bool = False, progress: bool = True):
+    """Train from `weights` (or the checkpoint in `folder` when resuming).
+
+    Returns (weights, metrics, seconds per step of this invocation, after the first compiled step).
+    """
+    opt = make_optimizer(s)
+    weights = {k: jnp.asarray(v, dtype=sim.real) for k, v in weights.items()}
+    opt_state = opt.init(weights)
+    metrics = pd.DataFrame(columns=METRIC_COLUMNS)
+    start = 0
+    if resume and (folder / CHECKPOINT_FILE).exists():
+        start, weights, opt_state, metrics = load_checkpoint(folder, weights, opt_state)
+    step_fn = make_step(sim, opt, s.force_weight)
+    x_all = jnp.asarray(data.positions, dtype=sim.real)
+    y_all = jnp.asarray(data.energies, dtype=sim.real)
+    f_all = jnp.asarray(data.forces, dtype=sim.real)
+    pending: list[tuple[int, jnp.ndarray]] = []
+    rows = [metrics] if len(metrics) else []
+    t_first = None
+    bar = tqdm(range(start, s.steps), initial=start, total=s.steps, desc="train", unit="step",
+               disable=not progress, mininterval=0.5)
+
+    def flush() -> pd.DataFrame:
+        if pending:
+            values = np.asarray(jnp.stack([v for _, v in pending]))
+            rows.append(pd.DataFrame({"step": [p[0] for p in pending], "loss": values[:, 0],
+                                      "energy_loss": values[:, 1], "force_loss": values[:, 2]}))
+            pending.clear()
+            bar.set_postfix(loss=f"{values[-1, 0]:.3e}", E=f"{values[-1, 1]:.3e}",
+                            F=f"{values[-1, 2]:.3e}" if s.force_weight > 0 else "-")
+        return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=METRIC_COLUMNS)
+
+    for step in bar:
+        idx = batch_indices(len(data.positions), s.batch_size, s.seed, step)
+        weights, opt_state, losses = step_fn(weights, opt_state, x_all, y_all, f_all,
+                                             None if idx is None else jnp.asarray(idx))
+        if t_first is None:
+            jax.block_until_ready(losses)
+            t_first, first_step = time.perf_counter(), step
+        pending.append((step + 1, losses))
+        if len(pending) >= 50 or step + 1 == s.steps:
+            metrics = flush()
+        if (step + 1) % s.checkpoint_every == 0 or step + 1 == s.steps:
+            metrics = flush()
+            save_checkpoint(folder, step + 1, weights, opt_state, metrics)
+    bar.close()
+    metrics = flush()
+    timed = (s.steps - 1 - first_step) if t_first is not None else 0
+    per_step = (time.perf_counter() - t_first) / timed if timed > 0 else float("nan")
+    return {k: np.asarray(v) for k, v in weights.items()}, metrics, per_step

@@ -1,0 +1,205 @@
+"""One training run, from a composed config to a complete results folder.
+
+The folder is marked complete (`run.json` status "complete") only after every table, figure
+and the trained weights are written; until then it says "running" (or "failed"/"interrupted"),
+and `checkpoint.npz` holds the last state that `resume=<folder>` continues from.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+
+from siqml_cli.data import Dataset, read_dataset, write_dataset
+from siqml_cli.data.io import atomic_path
+from siqml_cli.errors import SiqmlError
+from siqml_cli.forcefield import ForceField, LabelScaler
+from siqml_cli.models import build_model
+from siqml_cli.paths import resolve_input
+from siqml_cli.report import figures, tables
+from siqml_cli.simulate import Simulator
+from siqml_cli.train.loop import LoopSettings, TrainingSet, run_loop
+
+RUN_FILE = "run.json"
+CONFIG_FILE = "config.yaml"
+SPLIT_FILE = "split.npz"
+
+
+@dataclass(frozen=True)
+class Split:
+    train: np.ndarray
+    test: np.ndarray
+
+
+def split_indices(n: int, train_fraction: float, seed: int) -> Split:
+    """Seeded random train/test split; both sides non-empty."""
+    order = np.random.default_rng((seed, 1)).permutation(n)
+    n_train = min(max(int(round(train_fraction * n)), 1), n - 1)
+    return Split(np.sort(order[:n_train]), np.sort(order[n_train:]))
+
+
+def noisy_energies(energies: np.ndarray, sigma: float, seed: int) -> np.ndarray:
+    """Eq. 20: E + N(0, sigma^2) on the training labels only."""
+    if sigma == 0:
+        return energies.copy()
+    return energies + np.random.default_rng((seed, 2)).normal(0.0, sigma, size=energies.shape)
+
+
+def _positive_int(cfg, key: str, allow_none: bool = False, minimum: int = 1):
+    value = OmegaConf.select(cfg, key)
+    if value is None and allow_none:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise SiqmlError(f"{key} must be an integer >= {minimum}{' or null' if allow_none else ''}, got {value!r}")
+    return value
+
+
+def _number(cfg, key: str, low: float = 0.0, high: float = math.inf, open_low: bool = False) -> float:
+    value = OmegaConf.select(cfg, key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise SiqmlError(f"{key} must be a number, got {value!r}")
+    if value < low or value > high or (open_low and value == low):
+        bound = f"({low}, {high}]" if open_low else f"[{low}, {high}]"
+        raise SiqmlError(f"{key} must lie in {bound}, got {value!r}")
+    return float(value)
+
+
+def loop_settings(cfg: DictConfig) -> LoopSettings:
+    schedule = OmegaConf.select(cfg, "train.schedule")
+    if schedule not in ("constant", "cosine"):
+        raise SiqmlError(f"train.schedule must be 'constant' or 'cosine', got {schedule!r}")
+    return LoopSettings(
+        steps=_positive_int(cfg, "train.steps", minimum=0),
+        lr=_number(cfg, "train.lr", open_low=True),
+        batch_size=_positive_int(cfg, "train.batch_size", allow_none=True),
+        force_weight=_number(cfg, "loss.force_weight"),
+        schedule=schedule,
+        lr_final_fraction=_number(cfg, "train.lr_final_fraction", high=1.0),
+        checkpoint_every=_positive_int(cfg, "train.checkpoint_every"),
+        seed=_positive_int(cfg, "seed", minimum=0),
+    )
+
+
+def write_status(folder: Path, status: str, **fields) -> None:
+    path = folder / RUN_FILE
+    record = json.loads(path.read_text()) if path.exists() else {}
+    record.update(status=status, updated=datetime.now(timezone.utc).isoformat(timespec="seconds"), **fields)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(record, indent=2))
+
+
+def load_training_data(cfg: DictConfig, molecule: str, need_forces: bool) -> Dataset:
+    path = resolve_input(OmegaConf.select(cfg, "data.path") or cfg.molecule.data)
+    data = read_dataset(path, molecule)
+    if not data.has_labels:
+        raise SiqmlError(f"{path}: has no energies to train on; label it first with `siqml data +molecule={molecule} "
+                         f"data.input={path}`")
+    if need_forces and data.forces is None:
+        raise SiqmlError(f"{path}: has no forces but loss.force_weight > 0; use loss.force_weight=0 or a file with forces")
+    if len(data) < 2:
+        raise SiqmlError(f"{path}: needs at least 2 configurations to split into train and test")
+    return data
+
+
+def train_run(cfg: DictConfig, folder: Path, resume: bool = False, progress: bool = True) -> dict:
+    """Train, evaluate and write the results folder; returns the summary written to run.json."""
+    molecule = cfg.molecule.name
+    settings = loop_settings(cfg)
+    sigma = _number(cfg, "noise.sigma")
+    train_fraction = _number(cfg, "data.train_fraction", high=1.0, open_low=True)
+    spec = build_model(molecule, cfg.symmetry.name, cfg.model.layers, cfg.model.blocks)
+    precision = OmegaConf.select(cfg, "train.precision")
+    if precision not in ("double", "single"):
+        raise SiqmlError(f"train.precision must be 'double' or 'single', got {precision!r}")
+    data = load_training_data(cfg, molecule, settings.force_weight > 0)
+    margin = _number(cfg, "model.output_margin", high=0.49)
+
+    folder.mkdir(parents=True, exist_ok=True)
+    split = split_indices(len(data), train_fraction, settings.seed)
+    train_set, test_set = data.subset(split.train), data.subset(split.test)
+    labels = noisy_energies(train_set.energies, sigma, settings.seed)
+    scaler = LabelScaler.fit(labels, spec.observable_range, margin)
+    forces = train_set.forces / scaler.slope if settings.force_weight > 0 else np.zeros_like(train_set.positions)
+    training = TrainingSet(train_set.positions, scaler.to_model(labels), forces)
+
+    with atomic_path(folder / CONFIG_FILE) as tmp:
+        tmp.write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    with atomic_path(folder / SPLIT_FILE) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, train=split.train, test=split.test, data_path=str(data.source))
+    write_status(folder, "running", molecule=molecule, symmetry=spec.symmetry, data=str(data.source),
+                 n_train=len(split.train), n_test=len(split.test), n_trainable=spec.n_trainable(),
+                 started=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+    sim = Simulator(spec, precision)
+    t0 = time.perf_counter()
+    weights, metrics, per_step = run_loop(sim, training, spec.init_weights(settings.seed), settings, folder,
+                                          resume=resume, progress=progress)
+    train_seconds = time.perf_counter() - t0
+
+    forcefield = ForceField(spec, weights, scaler, simulator=sim if precision == "double" else None)
+    forcefield.save(folder, extra={"data": str(data.source), "noise_sigma": sigma, "seed": settings.seed})
+    summary = write_results(folder, forcefield, metrics, {"train": train_set, "test": test_set}, molecule)
+    summary.update(train_seconds=round(train_seconds, 3), seconds_per_step=per_step, steps=settings.steps,
+                   machine=platform.processor() or platform.machine())
+    write_status(folder, "complete", **summary)
+    return summary
+
+
+def write_results(folder: Path, forcefield: ForceField, metrics: pd.DataFrame, splits: dict[str, Dataset],
+                  molecule: str) -> dict:
+    """Predictions, the MSE tables of the paper's form, and the figures."""
+    with atomic_path(folder / "metrics.csv") as tmp:
+        metrics.to_csv(tmp, index=False)
+    results = {}
+    for name, part in splits.items():
+        energies, forces = forcefield.predict(part.positions)
+        results[name] = {"energy_pred": energies, "energy_ref": part.energies,
+                         "forces_pred": forces, "forces_ref": part.forces}
+    test = splits["test"]
+    write_dataset(Dataset(test.species, test.positions, results["test"]["energy_pred"],
+                          results["test"]["forces_pred"], source="predictions"), folder / "test_predictions.extxyz")
+    table = tables.mse_table(results)
+    tables.write_mse_tables(table, folder)
+    figures.plot_loss_curves(metrics, folder / "loss.png")
+    figures.plot_energy_parity({k: r["energy_pred"] for k, r in results.items()},
+                               {k: r["energy_ref"] for k, r in results.items()}, folder / "energy_parity.png")
+    if all(r["forces_ref"] is not None for r in results.values()):
+        figures.plot_force_parity({k: r["forces_pred"] for k, r in results.items()},
+                                  {k: r["forces_ref"] for k, r in results.items()}, folder / "force_parity.png")
+    if molecule == "lih":
+        plot_lih(folder, forcefield, splits)
+    return {"mse": {col: {row: _json_number(table.loc[row, col]) for row in table.index} for col in table.columns},
+            "test_energy_variance": float(np.var(test.energies)),
+            "test_force_variance": float(np.var(test.forces)) if test.forces is not None else None}
+
+
+def plot_lih(folder: Path, forcefield: ForceField, splits: dict[str, Dataset]) -> None:
+    """The learned curve E(d) and the force along the bond, against the reference points."""
+    test, train = splits["test"], splits["train"]
+    bond = lambda p: np.linalg.norm(p[:, 1] - p[:, 0], axis=-1)  # noqa: E731
+    d_all = np.concatenate([bond(train.positions), bond(test.positions)])
+    grid = np.linspace(d_all.min(), d_all.max(), 200)
+    positions = np.zeros((len(grid), 2, 3))
+    positions[:, 1, 2] = grid
+    energy, forces = forcefield.predict(positions)
+    ref_pos = np.concatenate([train.positions, test.positions])
+    unit = (ref_pos[:, 1] - ref_pos[:, 0]) / d_all[:, None]
+    ref_force = None
+    if test.forces is not None:
+        ref_force = np.einsum("ni,ni->n", np.concatenate([train.forces, test.forces])[:, 1], unit)
+    figures.plot_lih_curve(d_all, np.concatenate([train.energies, test.energies]), grid, energy, folder / "lih_curve.png",
+                           forces_ref=ref_force, forces_pred_grid=forces[:, 1, 2], bond_train=bond(train.positions))
+
+
+def _json_number(value) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
