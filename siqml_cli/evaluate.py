@@ -10,7 +10,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from siqml_cli.data import Dataset, read_dataset, write_dataset
-from siqml_cli.data.io import atomic_path
+from siqml_cli.data.io import write_text_atomic
 from siqml_cli.errors import SiqmlError
 from siqml_cli.forcefield import ForceField
 from siqml_cli.paths import resolve_input
@@ -46,6 +46,5 @@ def evaluate_command(cfg: DictConfig) -> None:
         if data.forces is not None:
             figures.plot_force_parity({"data": forces}, {"data": data.forces}, out / "force_parity.png")
         print((out / "mse.md").read_text())
-    with atomic_path(out / "evaluation.json") as tmp:
-        tmp.write_text(json.dumps({**record, "status": "complete"}, indent=2))
+    write_text_atomic(out / "evaluation.json", json.dumps({**record, "status": "complete"}, indent=2))
     print(f"predictions for {len(data)} configurations: {out / 'predictions.extxyz'}")

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from siqml_cli.data.io import atomic_path
+from siqml_cli.data.io import atomic_path, write_text_atomic
 from siqml_cli.errors import SiqmlError
 from siqml_cli.models import ModelSpec, build_model
 from siqml_cli.simulate import Simulator, expectation_and_gradient
@@ -94,8 +94,7 @@ class ForceField:
                 "n_trainable": self.spec.n_trainable(), **(extra or {})}
         with atomic_path(folder / WEIGHTS_FILE) as tmp, open(tmp, "wb") as fh:
             np.savez(fh, **{k: np.asarray(v) for k, v in self.weights.items()})
-        with atomic_path(folder / MODEL_FILE) as tmp:
-            tmp.write_text(json.dumps(info, indent=2))
+        write_text_atomic(folder / MODEL_FILE, json.dumps(info, indent=2))
 
     @classmethod
     def load(cls, folder: str | Path, **kwargs) -> "ForceField":

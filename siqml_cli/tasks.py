@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -13,7 +14,14 @@ from siqml_cli.cli import fail, remove_unfinished
 from siqml_cli.errors import SiqmlError
 
 
-def _run_folder() -> Path:
+logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)  # "no TPU" notes are not news
+
+
+def _setup() -> Path:
+    """Per-command set-up: the compilation cache, and the run folder Hydra made."""
+    from siqml_cli.simulate.statevector import enable_compilation_cache
+
+    enable_compilation_cache()
     return Path(HydraConfig.get().runtime.output_dir)
 
 
@@ -22,7 +30,7 @@ def train(cfg: DictConfig) -> None:
     from siqml_cli.train.resume import resumed_config
     from siqml_cli.train.run import train_run, write_status
 
-    folder = _run_folder()
+    folder = _setup()
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         if cfg.resume:
@@ -52,6 +60,7 @@ def train(cfg: DictConfig) -> None:
 def data(cfg: DictConfig) -> None:
     from siqml_cli.data.commands import data_command
 
+    _setup()
     try:
         data_command(cfg)
     except SiqmlError as exc:
@@ -61,6 +70,7 @@ def data(cfg: DictConfig) -> None:
 def evaluate(cfg: DictConfig) -> None:
     from siqml_cli.evaluate import evaluate_command
 
+    _setup()
     try:
         evaluate_command(cfg)
     except SiqmlError as exc:
@@ -70,6 +80,7 @@ def evaluate(cfg: DictConfig) -> None:
 def check_symmetry(cfg: DictConfig) -> None:
     from siqml_cli.symmetry import check_symmetry_command
 
+    _setup()
     try:
         check_symmetry_command(cfg)
     except SiqmlError as exc:

@@ -40,6 +40,11 @@ def atomic_path(path: str | os.PathLike):
             os.unlink(tmp)
 
 
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
 def _attr_value(value):
     """HDF5 attributes hold scalars, strings and arrays; anything else is stored as JSON."""
     if isinstance(value, (str, int, float, np.integer, np.floating, np.ndarray)):

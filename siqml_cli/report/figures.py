@@ -5,8 +5,6 @@ so it runs headless, closes every figure after saving, and saves atomically (tem
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -15,6 +13,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+
+from siqml_cli.data.io import atomic_path  # noqa: E402
 
 DPI = 150
 COMPONENTS = ("x", "y", "z")
@@ -27,17 +27,9 @@ def _rmse_milli(pred, ref) -> float:
 
 def _save(fig, path) -> None:
     """Atomic PNG save, so a crash or a concurrent reader never sees a truncated image; always closes fig."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
     try:
-        fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight")
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; figures should be readable like normal files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight")
     finally:
         plt.close(fig)
 
@@ -143,8 +135,8 @@ def plot_lih_curve(bond_ref, energy_ref, bond_grid, energy_pred_grid, path,
     ax_e.scatter(bond_ref, energy_ref, color="k", s=14, zorder=3, label="reference")
     if bond_train is not None:  # on every panel: errors between the marks are interpolation
         for ax in axes[:, 0]:
-            for i, r in enumerate(np.asarray(bond_train, float).ravel()):
-                ax.axvline(r, color="C2", lw=0.8, alpha=0.5, label="training points" if i == 0 else None)
+            ax.plot(np.asarray(bond_train, float).ravel(), np.full(np.size(bond_train), 0.02), "|", color="C2",
+                    ms=10, transform=ax.get_xaxis_transform(), label="training points")
     ax_e.set_ylabel("energy (eV)")
     ax_e.set_title("LiH potential energy curve")
     ax_e.legend()

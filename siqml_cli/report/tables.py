@@ -5,12 +5,12 @@ All inputs are in physical units: energies in eV, shape (N,); forces in eV/Å, s
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from siqml_cli.data.io import write_text_atomic
 
 ENERGY_MSE = "energy MSE (eV^2)"
 FORCE_MSE = "force MSE (eV^2/Å^2)"
@@ -104,22 +104,9 @@ def to_markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    """Temp file in the same folder + os.replace, so readers never see a half-written table."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; reports should be readable like normal files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_mse_tables(table: pd.DataFrame, folder: Path, stem: str = "mse") -> None:
     """Write `<stem>.csv` (full precision, for re-analysis) and `<stem>.md` (for reading)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    _atomic_write_text(folder / f"{stem}.csv", table.to_csv(index_label="metric"))
-    _atomic_write_text(folder / f"{stem}.md", to_markdown(table))
+    write_text_atomic(folder / f"{stem}.csv", table.to_csv(index_label="metric"))
+    write_text_atomic(folder / f"{stem}.md", to_markdown(table))

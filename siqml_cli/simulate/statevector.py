@@ -9,6 +9,9 @@ are applied qubit by qubit as fused elementwise updates. Amplitudes are indexed 
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -17,6 +20,14 @@ from siqml_cli.models import blocks
 from siqml_cli.models.spec import ModelSpec
 
 jax.config.update("jax_enable_x64", True)
+
+
+def enable_compilation_cache() -> None:
+    """Keep compiled steps on disk ($SIQML_JAX_CACHE, default ~/.cache/siqml/jax): a repeated run
+    of the same model and batch shape skips XLA compilation."""
+    folder = os.environ.get("SIQML_JAX_CACHE") or str(Path.home() / ".cache" / "siqml" / "jax")
+    jax.config.update("jax_compilation_cache_dir", folder)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
 class Simulator:

@@ -20,7 +20,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from siqml_cli.data import Dataset, read_dataset, write_dataset
-from siqml_cli.data.io import atomic_path
+from siqml_cli.data.io import atomic_path, write_text_atomic
 from siqml_cli.errors import SiqmlError
 from siqml_cli.forcefield import ForceField, LabelScaler
 from siqml_cli.models import build_model
@@ -93,8 +93,7 @@ def write_status(folder: Path, status: str, **fields) -> None:
     path = folder / RUN_FILE
     record = json.loads(path.read_text()) if path.exists() else {}
     record.update(status=status, updated=datetime.now(timezone.utc).isoformat(timespec="seconds"), **fields)
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(record, indent=2))
+    write_text_atomic(path, json.dumps(record, indent=2))
 
 
 def load_training_data(cfg: DictConfig, molecule: str, need_forces: bool) -> Dataset:
@@ -131,8 +130,7 @@ def train_run(cfg: DictConfig, folder: Path, resume: bool = False, progress: boo
     forces = train_set.forces / scaler.slope if settings.force_weight > 0 else np.zeros_like(train_set.positions)
     training = TrainingSet(train_set.positions, scaler.to_model(labels), forces)
 
-    with atomic_path(folder / CONFIG_FILE) as tmp:
-        tmp.write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    write_text_atomic(folder / CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))
     with atomic_path(folder / SPLIT_FILE) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, train=split.train, test=split.test, data_path=str(data.source))
     write_status(folder, "running", molecule=molecule, symmetry=spec.symmetry, data=str(data.source),
@@ -157,8 +155,7 @@ def train_run(cfg: DictConfig, folder: Path, resume: bool = False, progress: boo
 def write_results(folder: Path, forcefield: ForceField, metrics: pd.DataFrame, splits: dict[str, Dataset],
                   molecule: str) -> dict:
     """Predictions, the MSE tables of the paper's form, and the figures."""
-    with atomic_path(folder / "metrics.csv") as tmp:
-        metrics.to_csv(tmp, index=False)
+    write_text_atomic(folder / "metrics.csv", metrics.to_csv(index=False))
     results = {}
     for name, part in splits.items():
         energies, forces = forcefield.predict(part.positions)
@@ -192,12 +189,11 @@ def plot_lih(folder: Path, forcefield: ForceField, splits: dict[str, Dataset]) -
     positions[:, 1, 2] = grid
     energy, forces = forcefield.predict(positions)
     ref_pos = np.concatenate([train.positions, test.positions])
-    unit = (ref_pos[:, 1] - ref_pos[:, 0]) / d_all[:, None]
-    ref_force = None
-    if test.forces is not None:
-        ref_force = np.einsum("ni,ni->n", np.concatenate([train.forces, test.forces])[:, 1], unit)
+    ref_force = None if test.forces is None else figures.force_along_bond(
+        ref_pos, np.concatenate([train.forces, test.forces]))
     figures.plot_lih_curve(d_all, np.concatenate([train.energies, test.energies]), grid, energy, folder / "lih_curve.png",
-                           forces_ref=ref_force, forces_pred_grid=forces[:, 1, 2], bond_train=bond(train.positions))
+                           forces_ref=ref_force, forces_pred_grid=figures.force_along_bond(positions, forces),
+                           bond_train=bond(train.positions))
 
 
 def _json_number(value) -> float | None:

@@ -1,0 +1,142 @@
+"""The `siqml` command as a user meets it: results folders, evaluation, resuming, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import ase.io
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.spatial.transform import Rotation
+
+from siqml_cli.data import read_dataset
+from siqml_cli.paths import REPO_ROOT
+
+SHORT = ["train.steps=30", "train.checkpoint_every=10"]
+
+
+@pytest.fixture(scope="module")
+def lih_run(tmp_path_factory, siqml):
+    folder = tmp_path_factory.mktemp("runs") / "lih"
+    result = siqml("train", "+molecule=lih", *SHORT, f"hydra.run.dir={folder}")
+    assert result.returncode == 0, result.stderr
+    return folder, result
+
+
+def test_train_writes_a_complete_results_folder(lih_run):
+    folder, result = lih_run
+    for name in ["config.yaml", "metrics.csv", "mse.csv", "mse.md", "model.json", "weights.npz",
+                 "test_predictions.extxyz", "loss.png", "energy_parity.png", "force_parity.png", "lih_curve.png"]:
+        assert (folder / name).stat().st_size > 0, name
+    status = json.loads((folder / "run.json").read_text())
+    assert status["status"] == "complete"
+    table = pd.read_csv(folder / "mse.csv", index_col=0)
+    assert list(table.columns) == ["train", "test"]
+    assert np.isfinite(table.loc["energy MSE (eV^2)"]).all() and np.isfinite(table.loc["force MSE (eV^2/Å^2)"]).all()
+    assert "energy MSE (eV^2)" in result.stdout  # the table is printed
+    metrics = pd.read_csv(folder / "metrics.csv")
+    assert list(metrics["step"]) == list(range(1, 31))
+    frames = ase.io.read(folder / "test_predictions.extxyz", index=":")
+    assert len(frames) == status["n_test"] and frames[0].get_forces().shape == (2, 3)
+
+
+def test_same_seed_gives_bit_identical_metrics(lih_run, siqml, tmp_path):
+    folder, _ = lih_run
+    again = siqml("train", "+molecule=lih", *SHORT, f"hydra.run.dir={tmp_path / 'again'}")
+    assert again.returncode == 0, again.stderr
+    assert (folder / "metrics.csv").read_bytes() == (tmp_path / "again" / "metrics.csv").read_bytes()
+    assert (folder / "mse.csv").read_bytes() == (tmp_path / "again" / "mse.csv").read_bytes()
+
+
+def test_resume_continues_exactly(siqml, tmp_path):
+    common = ["+molecule=lih", "train.schedule=constant", "train.checkpoint_every=5"]
+    straight = siqml("train", *common, "train.steps=20", f"hydra.run.dir={tmp_path / 'straight'}")
+    first = siqml("train", *common, "train.steps=10", f"hydra.run.dir={tmp_path / 'parts'}")
+    resumed = siqml("train", f"resume={tmp_path / 'parts'}", "train.steps=20")
+    for r in (straight, first, resumed):
+        assert r.returncode == 0, r.stderr
+    a = pd.read_csv(tmp_path / "straight" / "metrics.csv")
+    b = pd.read_csv(tmp_path / "parts" / "metrics.csv")
+    assert len(b) == 20
+    np.testing.assert_array_equal(a.to_numpy(), b.to_numpy())
+
+
+def test_evaluate_any_orientation(lih_run, siqml, tmp_path):
+    folder, _ = lih_run
+    test_file = tmp_path / "moved.extxyz"
+    frames = ase.io.read(folder / "test_predictions.extxyz", index=":")
+    rot = Rotation.from_rotvec([0.3, -1.2, 0.7])
+    for atoms in frames:
+        atoms.calc = None
+        atoms.positions = rot.apply(atoms.positions) + np.array([5.0, -1.0, 2.0])
+    ase.io.write(test_file, frames, format="extxyz")
+    out = tmp_path / "eval"
+    result = siqml("evaluate", f"run={folder}", f"data.path={test_file}", f"out={out}")
+    assert result.returncode == 0, result.stderr
+    moved = ase.io.read(out / "predictions.extxyz", index=":")
+    original = ase.io.read(folder / "test_predictions.extxyz", index=":")
+    e_moved = np.array([a.get_potential_energy() for a in moved])
+    e_orig = np.array([a.get_potential_energy() for a in original])
+    np.testing.assert_allclose(e_moved, e_orig, rtol=0, atol=1e-6)  # extxyz keeps ~8 decimals
+    f_orig = np.stack([a.get_forces() for a in original])
+    f_moved = np.stack([a.get_forces() for a in moved])
+    np.testing.assert_allclose(f_moved, rot.apply(f_orig.reshape(-1, 3)).reshape(f_orig.shape), atol=1e-5)
+
+
+def test_evaluate_labelled_file_writes_mse_table(lih_run, siqml, tmp_path):
+    folder, _ = lih_run
+    result = siqml("evaluate", f"run={folder}", "data.path=data/lih.h5", f"out={tmp_path / 'e'}")
+    assert result.returncode == 0, result.stderr
+    table = pd.read_csv(tmp_path / "e" / "mse.csv", index_col=0)
+    assert table.loc["n configurations", "data"] == 250
+
+
+def test_zero_steps_is_a_valid_run(siqml, tmp_path):
+    result = siqml("train", "+molecule=h2o", "train.steps=0", f"hydra.run.dir={tmp_path / 'r'}")
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "r" / "run.json").read_text())["status"] == "complete"
+
+
+def test_check_symmetry_prints_the_table(siqml):
+    result = siqml("check-symmetry", "+molecule=h2o", "symmetry=full", "n_configs=4", "model.layers=2")
+    assert result.returncode == 0, result.stderr
+    assert "exchange H1 <-> H2" in result.stdout and "FAIL" not in result.stdout
+    broken = siqml("check-symmetry", "+molecule=h2o", "symmetry=rotation", "n_configs=4", "model.layers=2")
+    assert broken.returncode == 0 and "broken (as designed)" in broken.stdout
+
+
+def _nan_file(tmp_path):
+    data = read_dataset(REPO_ROOT / "data" / "lih.h5")
+    path = tmp_path / "nan.h5"
+    with h5py.File(path, "w") as f:
+        positions = data.positions[:10].copy()
+        positions[3, 0, 0] = np.nan
+        f["positions"] = positions
+        f["energies"] = data.energies[:10]
+        f.attrs["species"] = json.dumps(list(data.species))
+    return path
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "+molecule is missing"),
+    (["+molecule=benzene"], "unknown molecule 'benzene'"),
+    (["+molecule=h2o", "symmetry=octahedral"], "unknown symmetry 'octahedral'"),
+    (["+molecule=lih", "train.stepz=3"], "train.stepz"),
+    (["+molecule=lih", "train.steps=-5"], "train.steps must be an integer >= 0"),
+    (["+molecule=lih", "train.lr=fast"], "train.lr must be a number"),
+    (["+molecule=lih", "data.path=/nonexistent/file.h5"], "does not exist"),
+    (["+molecule=h2o", "data.path=data/lih.h5"], "atoms are Li-H but molecule 'h2o' needs O-H-H"),
+    (["+molecule=lih", "NAN_FILE"], "NaN or infinite coordinates"),
+])
+def test_bad_input_is_one_line_and_leaves_no_results_folder(siqml, tmp_path, args, message):
+    args = [f"data.path={_nan_file(tmp_path)}" if a == "NAN_FILE" else a for a in args]
+    run_dir = tmp_path / "run"
+    result = siqml("train", *args, f"hydra.run.dir={run_dir}", "train.steps=1")
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert message in lines[0] and lines[0].startswith("siqml train: error:")
+    assert "Traceback" not in result.stderr
+    assert not run_dir.exists() or not (run_dir / "mse.csv").exists()
