@@ -24,6 +24,7 @@ from siqml_cli.units import HARTREE_EV, HARTREE_PER_BOHR_TO_EV_PER_ANGSTROM
 
 LIH_FD_STEP = 1e-4  # Å, central difference along the bond
 DFT_SETTINGS = {"xc": "pbe", "basis": "def2-svp", "conv_tol": 1e-10}
+CHECKPOINT_EVERY_S = 20.0  # how often labelling progress is saved to <out>.partial.h5
 
 
 # --------------------------------------------------------------------------- sampling
@@ -168,7 +169,7 @@ def sample(molecule: str, n: int, seed: int, params: dict) -> np.ndarray:
                      for _ in range(n)])
 
 
-def label_all(data: Dataset, molecule: str, out: Path, checkpoint_every_s: float = 20.0) -> Dataset:
+def label_all(data: Dataset, molecule: str, out: Path) -> Dataset:
     """Fill in energies and forces where missing (NaN), checkpointing to `<out>.partial.h5`."""
     partial = out.with_name(out.name + ".partial.h5")
     label = GENERATORS[molecule].label
@@ -176,7 +177,7 @@ def label_all(data: Dataset, molecule: str, out: Path, checkpoint_every_s: float
     last_save = time.monotonic()
     for i in tqdm(todo, desc=f"labelling {molecule}", unit="conf", initial=len(data) - len(todo), total=len(data)):
         data.energies[i], data.forces[i] = label(data.species, data.positions[i])
-        if time.monotonic() - last_save > checkpoint_every_s:
+        if time.monotonic() - last_save >= CHECKPOINT_EVERY_S:
             write_hdf5(data, partial)
             last_save = time.monotonic()
     write_hdf5(data, out)

@@ -105,9 +105,12 @@ class Simulator:
         layers = self.layer_unitaries(weights)
         psi = jnp.broadcast_to(self.psi0, (positions.shape[0], self.dim))
         psi = self._encode(psi, scales[0], x)
-        for d in range(self.spec.layers):
-            psi = psi @ layers[d].T
-            psi = self._encode(psi, scales[d + 1], x)
+
+        def layer(psi, per_layer):
+            unitary, layer_scales = per_layer
+            return self._encode(psi @ unitary.T, layer_scales, x), None
+
+        psi, _ = jax.lax.scan(layer, psi, (layers, scales[1:]))
         return psi
 
     def expectation(self, weights, positions) -> jnp.ndarray:
