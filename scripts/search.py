@@ -1,0 +1,65 @@
+"""Hyper-parameter search on a validation split carved from the TRAINING split only.
+
+The test split of `siqml train` (seed 0) is never seen: the training configurations are written
+to a development file, and each candidate trains on 80% of it and is scored on the other 20%.
+Usage: python scripts/search.py h2o "model.layers=4,6" "train.steps=3000,10000" "loss.force_weight=0,1"
+Writes results/search/<molecule>.md (and .csv).
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from hydra import compose, initialize_config_dir
+
+from siqml_cli.data import read_dataset, write_dataset
+from siqml_cli.paths import CONFIG_DIR, REPO_ROOT
+from siqml_cli.simulate.statevector import enable_compilation_cache
+from siqml_cli.train.run import split_indices, train_run
+
+
+def development_file(molecule: str, folder: Path) -> Path:
+    data = read_dataset(REPO_ROOT / "data" / f"{molecule}.h5", molecule)
+    train = split_indices(len(data), 0.8, seed=0).train
+    path = folder / f"{molecule}_dev.h5"
+    write_dataset(data.subset(train), path)
+    return path
+
+
+def main() -> None:
+    molecule, grid = sys.argv[1], sys.argv[2:]
+    keys = [g.split("=", 1)[0] for g in grid]
+    values = [g.split("=", 1)[1].split(",") for g in grid]
+    enable_compilation_cache()
+    rows = []
+    out = REPO_ROOT / "results" / "search"
+    with tempfile.TemporaryDirectory() as tmp:
+        dev = development_file(molecule, Path(tmp))
+        for combo in itertools.product(*values):
+            overrides = [f"+molecule={molecule}", f"data.path={dev}", *(f"{k}={v}" for k, v in zip(keys, combo))]
+            with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+                cfg = compose(config_name="train", overrides=overrides)
+            summary = train_run(cfg, Path(tmp) / "_".join(combo), progress=False)
+            mse = summary["mse"]["test"]
+            row = {**dict(zip(keys, combo)),
+                   "val energy MSE / Var": mse["energy MSE (eV^2)"] / summary["test_energy_variance"],
+                   "val force MSE / Var": mse["force MSE (eV^2/Å^2)"] / summary["test_force_variance"],
+                   "val energy RMSE (meV)": mse["energy RMSE (meV)"], "val force RMSE (meV/Å)": mse["force RMSE (meV/Å)"],
+                   "train s": summary["train_seconds"]}
+            print(row, flush=True)
+            rows.append(row)
+    table = pd.DataFrame(rows)
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / f"{molecule}.csv", index=False)
+    (out / f"{molecule}.md").write_text(table.to_string(index=False, float_format=lambda x: f"{x:.3g}") + "\n")
+    print(table.to_string(index=False, float_format=lambda x: f"{x:.3g}"))
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    main()
