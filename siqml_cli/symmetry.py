@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
@@ -34,7 +35,8 @@ def invariance_errors(spec: ModelSpec, sim: Simulator, weights: dict, positions:
     rng = np.random.default_rng(seed)
     w = {k: jnp.asarray(v) for k, v in weights.items()}
     f, grad = (np.array(a) for a in expectation_and_gradient(sim, w, jnp.asarray(positions)))
-    energy = lambda x: np.asarray(sim.expectation(w, jnp.asarray(x)))  # noqa: E731
+    compiled = jax.jit(sim.expectation)
+    energy = lambda x: np.asarray(compiled(w, jnp.asarray(x)))  # noqa: E731
     rot = Rotation.from_quat(rng.normal(size=4))
     rotated = rot.apply(positions.reshape(-1, 3)).reshape(positions.shape)
     f_rot, grad_rot = (np.array(a) for a in expectation_and_gradient(sim, w, jnp.asarray(rotated)))

@@ -1,7 +1,7 @@
 """The building blocks of MODELS.md, one function each, as Qiskit gates and as matrices.
 
 Each block has a Qiskit builder (what goes into the exported circuit) and the matrix the fast
-simulator uses; `tests/test_blocks.py` checks that the two agree.
+simulator uses; `tests/test_models.py` checks that the two agree.
 """
 
 from __future__ import annotations
