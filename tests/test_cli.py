@@ -133,7 +133,8 @@ def _nan_file(tmp_path):
 def test_bad_input_is_one_line_and_leaves_no_results_folder(siqml, tmp_path, args, message):
     args = [f"data.path={_nan_file(tmp_path)}" if a == "NAN_FILE" else a for a in args]
     run_dir = tmp_path / "run"
-    result = siqml("train", *args, f"hydra.run.dir={run_dir}", "train.steps=1")
+    steps = [] if any(a.startswith("train.steps") for a in args) else ["train.steps=1"]
+    result = siqml("train", *args, f"hydra.run.dir={run_dir}", *steps)
     assert result.returncode != 0
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr

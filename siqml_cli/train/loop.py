@@ -138,7 +138,7 @@ def run_loop(sim: Simulator, data: TrainingSet, weights: dict, s: LoopSettings, 
 
     def flush() -> pd.DataFrame:
         if pending:
-            values = np.asarray(jnp.stack([v for _, v in pending]))
+            values = np.asarray(jnp.stack([v for _, v in pending]), dtype=np.float64)
             rows.append(pd.DataFrame({"step": [p[0] for p in pending], "loss": values[:, 0],
                                       "energy_loss": values[:, 1], "force_loss": values[:, 2]}))
             pending.clear()
