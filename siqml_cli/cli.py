@@ -18,6 +18,8 @@ COMMANDS = {
     "data": ("generate", "generate reference data with PySCF, label given configurations, export extxyz"),
     "evaluate": ("evaluate", "predict energies and forces of a trained run on any configurations"),
     "check-symmetry": ("check_symmetry", "measure a model's invariance errors for random configurations"),
+    "md": ("md", "molecular dynamics (NVE or Langevin) with a trained run, through ASE"),
+    "vibrations": ("vibrations", "harmonic frequencies of a trained run next to the reference method's"),
 }
 GROUPS = ("molecule", "symmetry", "model", "loss", "noise", "optim", "split", "experiment")
 

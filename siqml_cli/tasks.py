@@ -57,34 +57,26 @@ def train(cfg: DictConfig) -> None:
           f"{summary['seconds_per_step'] * 1e3:.2f} ms/step)")
 
 
-def data(cfg: DictConfig) -> None:
-    from siqml_cli.data.commands import data_command
+def command_task(command: str, module: str, function: str):
+    """A Hydra task that runs `module.function(cfg)` and turns a SiqmlError into one line."""
 
-    _setup()
-    try:
-        data_command(cfg)
-    except SiqmlError as exc:
-        fail("data", str(exc))
+    def task(cfg: DictConfig) -> None:
+        import importlib
 
+        _setup()
+        try:
+            getattr(importlib.import_module(module), function)(cfg)
+        except SiqmlError as exc:
+            fail(command, str(exc))
 
-def evaluate(cfg: DictConfig) -> None:
-    from siqml_cli.evaluate import evaluate_command
-
-    _setup()
-    try:
-        evaluate_command(cfg)
-    except SiqmlError as exc:
-        fail("evaluate", str(exc))
+    return task
 
 
-def check_symmetry(cfg: DictConfig) -> None:
-    from siqml_cli.symmetry import check_symmetry_command
-
-    _setup()
-    try:
-        check_symmetry_command(cfg)
-    except SiqmlError as exc:
-        fail("check-symmetry", str(exc))
-
-
-TASKS = {"train": train, "data": data, "evaluate": evaluate, "check-symmetry": check_symmetry}
+TASKS = {
+    "train": train,
+    "data": command_task("data", "siqml_cli.data.commands", "data_command"),
+    "evaluate": command_task("evaluate", "siqml_cli.evaluate", "evaluate_command"),
+    "check-symmetry": command_task("check-symmetry", "siqml_cli.symmetry", "check_symmetry_command"),
+    "md": command_task("md", "siqml_cli.dynamics", "md_command"),
+    "vibrations": command_task("vibrations", "siqml_cli.dynamics", "vibrations_command"),
+}

@@ -155,3 +155,20 @@ def plot_lih_curve(bond_ref, energy_ref, bond_grid, energy_pred_grid, path,
     axes[-1, 0].set_xlabel("Li–H bond length (Å)")
     fig.tight_layout()
     _save(fig, path)
+
+
+def plot_md_energies(energies: pd.DataFrame, path) -> None:
+    """Kinetic, potential and total energy over time, relative to the start (meV), and temperature."""
+    t = energies["time_fs"].to_numpy() / 1000
+    fig, (ax_e, ax_t) = plt.subplots(2, 1, sharex=True, figsize=(6, 5.5))
+    for column, label in (("ekin_eV", "kinetic"), ("epot_eV", "potential"), ("etot_eV", "total")):
+        values = energies[column].to_numpy()
+        ax_e.plot(t, (values - values[0]) * 1e3, label=label, lw=1.2 if column == "etot_eV" else 0.8)
+    ax_e.set_ylabel("energy − initial (meV)")
+    ax_e.legend()
+    ax_e.grid(True, alpha=0.3)
+    ax_t.plot(t, energies["temperature_K"], color="C3", lw=0.8)
+    ax_t.set_ylabel("temperature (K)")
+    ax_t.set_xlabel("time (ps)")
+    ax_t.grid(True, alpha=0.3)
+    _save(fig, path)
