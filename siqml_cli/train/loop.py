@@ -142,7 +142,7 @@ def run_loop(sim: Simulator, data: TrainingSet, weights: dict, s: LoopSettings, 
             rows.append(pd.DataFrame({"step": [p[0] for p in pending], "loss": values[:, 0],
                                       "energy_loss": values[:, 1], "force_loss": values[:, 2]}))
             pending.clear()
-            bar.set_postfix(loss=f"{values[-1, 0]:.3e}", E=f"{values[-1, 1]:.3e}",
+            bar.set_postfix(refresh=False, loss=f"{values[-1, 0]:.3e}", E=f"{values[-1, 1]:.3e}",
                             F=f"{values[-1, 2]:.3e}" if s.force_weight > 0 else "-")
         return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=METRIC_COLUMNS)
 
