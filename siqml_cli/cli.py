@@ -40,6 +40,10 @@ def _group_value(override: str) -> tuple[str, str] | None:
     return (key, value) if sep and key in GROUPS else None
 
 
+def has_molecule(overrides: list[str]) -> bool:
+    return any((_group_value(o) or ("",))[0] == "molecule" for o in overrides)
+
+
 def check_groups(overrides: list[str]) -> None:
     """Unknown options of config groups, one line each (Hydra would print a paragraph)."""
     for override in overrides:
@@ -76,15 +80,17 @@ def preflight(command: str, overrides: list[str]) -> list[str]:
         if resume:
             from siqml_cli.train.resume import check_resumable
 
-            check_resumable(Path(resume))
+            saved = check_resumable(Path(resume))
             overrides = [*overrides, f"hydra.run.dir={resume}"]
-            if not any(_group_value(o) and _group_value(o)[0] == "molecule" for o in overrides):
-                overrides.append(f"+molecule={check_resumable(Path(resume))['molecule']['name']}")
-        elif not any(_group_value(o) and _group_value(o)[0] == "molecule" for o in overrides):
+            if not has_molecule(overrides):
+                overrides.append(f"+molecule={saved.molecule.name}")
+        elif not has_molecule(overrides):
             raise SiqmlError("+molecule is missing: add +molecule=lih or +molecule=h2o")
-    if command == "check-symmetry" and not wants_help:
-        if not any(_group_value(o) and _group_value(o)[0] == "molecule" for o in overrides):
-            raise SiqmlError("+molecule is missing: add +molecule=lih or +molecule=h2o")
+    if command in ("check-symmetry", "data") and not wants_help and not has_molecule(overrides):
+        raise SiqmlError("+molecule is missing: add +molecule=lih or +molecule=h2o")
+    if command in ("evaluate", "md", "vibrations") and not wants_help and not any(
+            o.startswith("run=") for o in overrides):
+        raise SiqmlError("run= is missing: give a trained run folder, e.g. run=results/h2o/broken/<date>_<time>")
     if not multirun and not wants_help:
         compose_check(COMMANDS[command][0], overrides)
     return overrides

@@ -141,3 +141,43 @@ def test_bad_input_is_one_line_and_leaves_no_results_folder(siqml, tmp_path, arg
     assert message in lines[0] and lines[0].startswith("siqml train: error:")
     assert "Traceback" not in result.stderr
     assert not run_dir.exists() or not (run_dir / "mse.csv").exists()
+
+
+def test_ctrl_c_leaves_a_resumable_checkpoint(tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    from conftest import SIQML
+
+    folder = tmp_path / "run"
+    proc = subprocess.Popen([str(SIQML), "train", "+molecule=lih", "train.steps=200000", "train.checkpoint_every=50",
+                             f"hydra.run.dir={folder}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (folder / "checkpoint.npz").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert f"siqml train resume={folder}" in err
+    assert json.loads((folder / "run.json").read_text())["status"] == "interrupted"
+    assert not (folder / "mse.csv").exists()
+    done = np.load(folder / "checkpoint.npz")["step"]
+    assert done >= 50
+
+
+def test_data_labels_user_configurations(siqml, tmp_path):
+    from ase import Atoms
+
+    given = tmp_path / "mine.extxyz"
+    ase.io.write(given, [Atoms("LiH", positions=[[0, 0, 0], [0, 0, d]]) for d in (1.5, 2.0)], format="extxyz")
+    out = tmp_path / "mine.h5"
+    result = siqml("data", "+molecule=lih", f"input={given}", f"out={out}", f"export={tmp_path / 'mine_out.extxyz'}")
+    assert result.returncode == 0, result.stderr
+    labelled = read_dataset(out, "lih")
+    assert -214.6 < labelled.energies[0] < -214.4 < labelled.energies[1]  # 1.5 Å sits near the STO-3G minimum
+    assert np.isfinite(labelled.forces).all()
+    assert np.allclose(labelled.forces.sum(axis=1), 0.0)
+    back = ase.io.read(tmp_path / "mine_out.extxyz", index=":")
+    assert back[1].get_potential_energy() == pytest.approx(labelled.energies[1])

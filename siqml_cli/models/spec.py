@@ -7,7 +7,7 @@ they cannot drift apart.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -56,7 +56,6 @@ class ModelSpec:
     couplings: tuple[Coupling, ...]
     observable_pairs: tuple[tuple[int, int], ...]
     symmetry_breaking: bool = False
-    info: dict = field(default_factory=dict, compare=False)
 
     # ------------------------------------------------------------------ sizes
 
