@@ -126,7 +126,23 @@ def main() -> None:
     run_hydra(command, overrides)
 
 
+HYDRA_FILES = (".hydra", "train.log")
+RUN_SETUP_FILES = ("config.yaml", "split.npz", "run.json")  # written together, run.json last
+
+
 def remove_unfinished(folder: Path, keep: str) -> None:
-    """Delete a run folder that holds nothing but Hydra's own files (the job failed before starting)."""
-    if folder.is_dir() and not (folder / keep).exists():
-        shutil.rmtree(folder, ignore_errors=True)
+    """Undo a run that failed before training: remove Hydra's and our set-up files, then the folder
+    if it is empty. Anything else in it (a folder the user pointed hydra.run.dir at) stays."""
+    if not folder.is_dir() or (folder / keep).exists():
+        return
+    ours = RUN_SETUP_FILES if (folder / "run.json").exists() else ()
+    for name in (*HYDRA_FILES, *ours):
+        path = folder / name
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    try:
+        folder.rmdir()
+    except OSError:
+        pass  # not empty: it holds the user's own files

@@ -101,7 +101,7 @@ def load_training_data(cfg: DictConfig, molecule: str, need_forces: bool) -> Dat
     data = read_dataset(path, molecule)
     if not data.has_labels:
         raise SiqmlError(f"{path}: has no energies to train on; label it first with `siqml data +molecule={molecule} "
-                         f"data.input={path}`")
+                         f"input={path} out=<labelled.h5>`")
     if need_forces and data.forces is None:
         raise SiqmlError(f"{path}: has no forces but loss.force_weight > 0; use loss.force_weight=0 or a file with forces")
     if len(data) < 2:
