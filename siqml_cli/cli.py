@@ -20,14 +20,18 @@ COMMANDS = {
     "check-symmetry": ("check_symmetry", "measure a model's invariance errors for random configurations"),
     "md": ("md", "molecular dynamics (NVE or Langevin) with a trained run, through ASE"),
     "vibrations": ("vibrations", "harmonic frequencies of a trained run next to the reference method's"),
+    "report": (None, "summarise runs or a sweep (results/multirun/...): tables over seeds and MSE figures"),
 }
 GROUPS = ("molecule", "symmetry", "model", "loss", "noise", "optim", "split", "experiment")
+LAUNCHERS = ("basic", "joblib", "submitit_local", "submitit_slurm")  # Hydra's and its plugins'; + configs/hydra/launcher
 
 USAGE = "usage: siqml <command> [key=value ...]\n\ncommands:\n" + "\n".join(
     f"  {name:<15} {text}" for name, (_, text) in COMMANDS.items()) + (
     "\n\nexamples:\n  siqml train +molecule=h2o\n  siqml train +molecule=lih model.layers=6 train.steps=2000\n"
     "  siqml evaluate run=results/h2o/broken/<date>_<time>\n  siqml check-symmetry +molecule=h2o\n"
-    "\nEach command takes Hydra overrides; `siqml <command> --help` lists its configuration.")
+    "  siqml train -m +molecule=lih noise.sigma=0,0.01 seed=0,1 hydra/launcher=joblib\n"
+    "  siqml report results/multirun/<date>_<time>\n"
+    "\nEach command takes Hydra overrides (report takes folders); `siqml <command> --help` lists its configuration.")
 
 
 def fail(command: str, message: str, code: int = 1) -> None:
@@ -48,10 +52,13 @@ def check_groups(overrides: list[str]) -> None:
     """Unknown options of config groups, one line each (Hydra would print a paragraph)."""
     for override in overrides:
         found = _group_value(override)
+        if override.startswith("hydra/launcher="):
+            found = ("hydra/launcher", override.partition("=")[2])
         if not found:
             continue
         group, value = found
-        options = sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
+        options = sorted({p.stem for p in (CONFIG_DIR / group).glob("*.yaml")}
+                         | (set(LAUNCHERS) if group == "hydra/launcher" else set()))
         for choice in value.split(","):
             if choice and choice not in options:
                 raise SiqmlError(f"unknown {group} '{choice}'; choose one of: {', '.join(options)}")
@@ -119,6 +126,14 @@ def main() -> None:
     command, overrides = argv[0], argv[1:]
     if command not in COMMANDS:
         fail("", f"unknown command '{command}'; choose one of: {', '.join(COMMANDS)}", code=2)
+    if command == "report":  # folders, not Hydra overrides
+        from siqml_cli.report.summary import main as report_main
+
+        try:
+            report_main(overrides)
+        except SiqmlError as exc:
+            fail(command, str(exc))
+        return
     try:
         overrides = preflight(command, overrides)
     except SiqmlError as exc:

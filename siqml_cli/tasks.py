@@ -17,8 +17,37 @@ from siqml_cli.errors import SiqmlError
 logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)  # "no TPU" notes are not news
 
 
+def _cap_threads() -> None:
+    """Jobs that share a machine (hydra/launcher=joblib, submitit_local) each get their share of the
+    cores, so parallel jobs do not fight over threads. Must run before JAX is imported in this process;
+    values the user set in the environment are kept."""
+    import os
+
+    hydra_cfg = HydraConfig.get()
+    launcher = hydra_cfg.runtime.choices.get("hydra/launcher")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if launcher == "joblib":
+        n_jobs = hydra_cfg.launcher.get("n_jobs") or -1
+        threads = 1 if n_jobs < 0 else max(1, cores // n_jobs)  # n_jobs=-1: one job per core
+    elif launcher == "submitit_local" and hydra_cfg.launcher.get("cpus_per_task"):
+        threads = int(hydra_cfg.launcher.cpus_per_task)
+    else:
+        return
+    if threads >= cores:
+        return
+    if "jax" not in sys.modules:  # else: a worker reused by joblib, set up by its first job
+        os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+        flags = os.environ.get("XLA_FLAGS", "")
+        if threads == 1 and "xla_cpu_multi_thread_eigen" not in flags:  # XLA has no flag for N > 1 threads
+            os.environ["XLA_FLAGS"] = f"{flags} --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1".strip()
+    logging.getLogger("siqml").info("hydra/launcher=%s on %d cores: %d thread(s) per job (OMP_NUM_THREADS=%s, "
+                                    "XLA_FLAGS=%s)", launcher, cores, threads, os.environ.get("OMP_NUM_THREADS", ""),
+                                    os.environ.get("XLA_FLAGS", ""))
+
+
 def _setup() -> Path:
-    """Per-command set-up: the compilation cache, and the run folder Hydra made."""
+    """Per-command set-up: thread caps for parallel jobs, the compilation cache, and the run folder Hydra made."""
+    _cap_threads()
     from siqml_cli.simulate.statevector import enable_compilation_cache
 
     enable_compilation_cache()
@@ -26,24 +55,25 @@ def _setup() -> Path:
 
 
 def train(cfg: DictConfig) -> None:
+    folder = _setup()  # first: it caps threads before these imports bring in JAX
     from siqml_cli.train.loop import CHECKPOINT_FILE
     from siqml_cli.train.resume import resumed_config
     from siqml_cli.train.run import train_run, write_status
 
-    folder = _setup()
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         if cfg.resume:
             cfg = resumed_config(folder, list(HydraConfig.get().overrides.task))
         summary = train_run(cfg, folder, resume=bool(cfg.resume), progress=sys.stderr.isatty() or not multirun)
     except SiqmlError as exc:
+        if multirun:  # keep the failed job's folder for `siqml report`, and let the other jobs go on
+            record_failed_job(folder, cfg, str(exc))
+            print(f"siqml train: error in {folder}: {exc}", file=sys.stderr)
+            return
         if (folder / CHECKPOINT_FILE).exists():
             write_status(folder, "failed", error=str(exc))
         else:
             remove_unfinished(folder, keep=CHECKPOINT_FILE)
-        if multirun:  # let the other jobs of the sweep go on
-            print(f"siqml train: error in {folder}: {exc}", file=sys.stderr)
-            return
         fail("train", str(exc))
     except KeyboardInterrupt:
         if (folder / CHECKPOINT_FILE).exists():
@@ -55,6 +85,22 @@ def train(cfg: DictConfig) -> None:
     print((folder / "mse.md").read_text())
     print(f"results: {folder}  ({summary['train_seconds']:.1f} s training, "
           f"{summary['seconds_per_step'] * 1e3:.2f} ms/step)")
+
+
+def record_failed_job(folder: Path, cfg: DictConfig, error: str) -> None:
+    """A sweep job that failed: its settings and the reason, marked failed (never complete)."""
+    from omegaconf import OmegaConf
+
+    from siqml_cli.data.io import write_text_atomic
+    from siqml_cli.train.run import CONFIG_FILE, write_status
+
+    if not (folder / CONFIG_FILE).exists():
+        try:
+            text = OmegaConf.to_yaml(cfg, resolve=True)
+        except Exception:  # an unresolvable value is part of what failed
+            text = OmegaConf.to_yaml(cfg)
+        write_text_atomic(folder / CONFIG_FILE, text)
+    write_status(folder, "failed", error=error)
 
 
 def command_task(command: str, module: str, function: str):

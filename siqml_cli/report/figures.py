@@ -172,3 +172,58 @@ def plot_md_energies(energies: pd.DataFrame, path) -> None:
     ax_t.set_xlabel("time (ps)")
     ax_t.grid(True, alpha=0.3)
     _save(fig, path)
+
+
+def plot_sweep_mse(summary: pd.DataFrame, x: str, lines: list[str], path) -> None:
+    """Test MSE of energies and of forces vs a swept value (cf. the paper's Fig. 5), mean ± std over seeds.
+
+    `summary` has one row per setting: the columns `x` and `lines`, `n` (complete runs) and
+    `test_energy_mse_mean/_std`, `test_force_mse_mean/_std`. One line per combination of the `lines`
+    columns (e.g. per symmetry). A numeric x with only positive values gets a log axis; a zero (noise-free
+    sigma=0) is drawn as a dashed horizontal line of the same colour, so the log axis shows the rest.
+    A non-numeric x is drawn at evenly spaced categories.
+    """
+    data = summary[summary["n"] > 0]
+    xs = data[x]
+    numeric = bool(len(xs)) and all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in xs)
+    categories = list(dict.fromkeys(map(str, xs))) if not numeric else []
+    positive = numeric and (np.asarray(xs, float) > 0).sum() >= 2
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    groups = data.groupby([data[c].astype(str) for c in lines], sort=False) if lines else [((), data)]
+    for i, (name, part) in enumerate(groups):
+        name = name if isinstance(name, tuple) else (name,)
+        label = ", ".join(f"{c}={v}" for c, v in zip(lines, name)) or None
+        for ax, kind in zip(axes, ("energy", "force")):
+            mean = part[f"test_{kind}_mse_mean"].to_numpy(float)
+            std = np.nan_to_num(part[f"test_{kind}_mse_std"].to_numpy(float))
+            if numeric:
+                xv = part[x].to_numpy(float)
+                order = np.argsort(xv)
+                xv, mean, std = xv[order], mean[order], std[order]
+            else:
+                xv = np.array([categories.index(str(v)) for v in part[x]], float)
+            if positive:
+                for x0, m0, s0 in zip(xv[xv <= 0], mean[xv <= 0], std[xv <= 0]):
+                    ax.axhline(m0, color=f"C{i}", ls="--", lw=1,
+                               label=f"{label + ', ' if label else ''}{x}={x0:g} (± {s0:.1e})")
+                keep = xv > 0
+                xv, mean, std = xv[keep], mean[keep], std[keep]
+            lower = np.minimum(std, mean * (1 - 1e-3))  # error bars stay on a log axis
+            ax.errorbar(xv, mean, yerr=[lower, std], marker="o", ms=4, capsize=3, color=f"C{i}", label=label)
+    for ax, kind, unit in zip(axes, ("energy", "force"), ("eV²", "eV²/Å²")):
+        if positive:
+            ax.set_xscale("log")
+        if not numeric:
+            ax.set_xticks(range(len(categories)), categories)
+        values = data[f"test_{kind}_mse_mean"].to_numpy(float)
+        if (values[np.isfinite(values)] > 0).all() and np.isfinite(values).any():
+            ax.set_yscale("log")
+        ax.set_xlabel(x + (" (eV)" if x == "noise.sigma" else ""))
+        ax.set_ylabel(f"test {kind} MSE ({unit})")
+        ax.set_title(f"Test {kind} MSE (mean ± std over seeds)")
+        ax.grid(True, which="both", alpha=0.3)
+        handles, names = ax.get_legend_handles_labels()
+        if any(names):
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)
