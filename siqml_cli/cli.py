@@ -73,7 +73,7 @@ def compose_check(config_name: str, overrides: list[str]) -> None:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
             compose(config_name=config_name, overrides=plain)
     except Exception as exc:  # Hydra and OmegaConf raise several types; all mean a bad override
-        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        lines = [line.strip().rstrip(".") for line in str(exc).splitlines() if line.strip()]
         raise SiqmlError("; ".join(lines[:3]) + " (see `siqml <command> --help` for the keys)") from None
 
 
@@ -98,9 +98,18 @@ def preflight(command: str, overrides: list[str]) -> list[str]:
     if command in ("evaluate", "md", "vibrations") and not wants_help and not any(
             o.startswith("run=") for o in overrides):
         raise SiqmlError("run= is missing: give a trained run folder, e.g. run=results/h2o/broken/<date>_<time>")
-    if not multirun and not wants_help:
-        compose_check(COMMANDS[command][0], overrides)
+    if not wants_help:
+        compose_check(COMMANDS[command][0], [first_job(o) for o in overrides] if multirun else overrides)
     return overrides
+
+
+def first_job(override: str) -> str:
+    """`key=a,b,c` -> `key=a`, so a sweep's keys and values are checked once before any job starts;
+    Hydra's sweep functions (range, choice, glob, interval) are left to Hydra."""
+    key, sep, value = override.partition("=")
+    if not sep or "(" in value or "[" in value or "{" in value:
+        return override
+    return f"{key}={value.split(',')[0]}"
 
 
 def run_hydra(command: str, overrides: list[str]) -> None:

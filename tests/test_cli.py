@@ -124,6 +124,7 @@ def _nan_file(tmp_path):
     (["+molecule=benzene"], "unknown molecule 'benzene'"),
     (["+molecule=h2o", "symmetry=octahedral"], "unknown symmetry 'octahedral'"),
     (["+molecule=lih", "train.stepz=3"], "train.stepz"),
+    (["-m", "+molecule=lih", "train.stepz=3,4"], "train.stepz"),
     (["+molecule=lih", "train.steps=-5"], "train.steps must be an integer >= 0"),
     (["+molecule=lih", "train.lr=fast"], "train.lr must be a number"),
     (["+molecule=lih", "data.path=/nonexistent/file.h5"], "does not exist"),
