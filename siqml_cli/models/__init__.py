@@ -16,7 +16,8 @@ SYMMETRIES = {"lih": ("full", "broken", "rotation"), "h2o": ("full", "broken", "
 
 def build_model(molecule: str, symmetry: str, layers: int, blocks: int) -> ModelSpec:
     if molecule not in BUILDERS:
-        raise SiqmlError(f"unknown molecule '{molecule}'; choose one of {', '.join(sorted(BUILDERS))}")
+        raise SiqmlError(f"no siVQLM for molecule '{molecule}' yet (its reference data can be made with `siqml data`); "
+                         f"models exist for: {', '.join(sorted(BUILDERS))}")
     if symmetry not in SYMMETRIES[molecule]:
         raise SiqmlError(f"symmetry '{symmetry}' is not available for {molecule}; choose one of "
                          f"{', '.join(SYMMETRIES[molecule])}")
