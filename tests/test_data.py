@@ -156,3 +156,13 @@ def test_wrong_species_and_unreadable_files(tmp_path, lih):
     swapped = Dataset(("H", "Li"), lih.positions[:3], lih.energies[:3])
     with pytest.raises(SiqmlError, match="reorder the atoms"):
         swapped.check("lih")
+
+
+def test_water_dimer_set_is_hydrogen_bonded_and_balanced():
+    dimer = read_dataset(REPO_ROOT / "data" / "water_dimer.h5", "water_dimer")
+    p = dimer.positions
+    d = np.linalg.norm(p[:, :, None] - p[:, None], axis=-1)
+    assert len(dimer) == 1000
+    assert d[:, 0, 3].min() >= 2.65 - 1e-9 and d[:, 0, 3].max() <= 3.5 + 1e-9  # O-O
+    assert d[:, [1, 2], 3].min() >= 1.4  # no H of the donor closer than 1.4 Å to the acceptor O
+    assert np.abs(dimer.forces.sum(axis=1)).max() < 1e-3
