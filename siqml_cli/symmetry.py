@@ -86,27 +86,25 @@ def symmetry_table(spec: ModelSpec, weights: dict, positions: np.ndarray, seed: 
     return pd.DataFrame(rows)
 
 
-def load_weights(spec: ModelSpec, choice: str, seed: int) -> dict:
-    if choice == "random":
-        return spec.random_weights(seed)
-    if choice == "init":
-        return spec.init_weights(seed)
+def model_and_weights(cfg: DictConfig) -> tuple[ModelSpec, dict]:
+    """The model and weights to check: random or initial weights for the configured model, or a
+    trained run's own model and weights (read once)."""
+    molecule, choice, seed = cfg.molecule.name, str(cfg.weights), int(cfg.seed)
+    if choice in ("random", "init"):
+        spec = build_model(molecule, cfg.symmetry.name, cfg.model.layers, cfg.model.blocks)
+        return spec, spec.random_weights(seed) if choice == "random" else spec.init_weights(seed)
     from siqml_cli.forcefield import ForceField
 
     forcefield = ForceField.load(Path(choice))
-    if forcefield.spec.name != spec.name:
-        raise SiqmlError(f"{choice} holds a {forcefield.spec.name} model, not {spec.name}")
-    return {k: np.asarray(v) for k, v in forcefield.weights.items()}
+    if forcefield.spec.name != molecule:
+        raise SiqmlError(f"{choice} holds a {forcefield.spec.name} model, not {molecule}; "
+                         f"use +molecule={forcefield.spec.name}")
+    return forcefield.spec, {k: np.asarray(v) for k, v in forcefield.weights.items()}
 
 
 def check_symmetry_command(cfg: DictConfig) -> None:
     molecule = cfg.molecule.name
-    spec = build_model(molecule, cfg.symmetry.name, cfg.model.layers, cfg.model.blocks)
-    if str(cfg.weights) not in ("random", "init"):
-        from siqml_cli.forcefield import ForceField
-
-        spec = ForceField.load(Path(cfg.weights)).spec
-    weights = load_weights(spec, str(cfg.weights), int(cfg.seed))
+    spec, weights = model_and_weights(cfg)
     if molecule not in GENERATORS:
         raise SiqmlError(f"no configuration sampler for '{molecule}'")
     params = {k: list(v) for k, v in cfg.molecule.generate.params.items()}

@@ -14,9 +14,7 @@ from siqml_cli.paths import resolve_input
 
 
 def data_command(cfg: DictConfig) -> None:
-    molecule = OmegaConf.select(cfg, "molecule.name")
-    if molecule is None:
-        raise SiqmlError("+molecule is missing: add +molecule=lih or +molecule=h2o")
+    molecule = cfg.molecule.name  # `siqml` checked that +molecule is given
     if molecule not in GENERATORS:
         raise SiqmlError(f"no reference generator for '{molecule}'")
     out = Path(cfg.out) if cfg.out else resolve_input(cfg.molecule.data)
