@@ -1,0 +1,170 @@
+"""Where the circuits run: the target to transpile for and the Estimator V2 primitive, from the settings.
+
+- `aer`, exact: qiskit-aer's `EstimatorV2` with precision 0 (exact expectation values; a density
+  matrix when there is noise, so noisy values are exact too, not one noise trajectory).
+- `aer` with shots: Qiskit's `BackendEstimatorV2` on an `AerSimulator`. It samples every measured
+  basis `shots` times as hardware does; Aer's own `EstimatorV2` would only add Gaussian noise of a
+  chosen width to the exact value.
+- `fake` and `ibm`: qiskit-ibm-runtime's client-side Estimator (`executor_estimator.Estimator`; the
+  server-side `EstimatorV2` is deprecated since 0.50). Its mitigation runs on this machine, so it
+  applies in local mode too; a fake device is local mode, an `IBMBackend` is the real service.
+
+Credentials come only from the saved account or QISKIT_IBM_TOKEN / QISKIT_IBM_INSTANCE, and are
+never stored or printed here.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from siqml_cli.backends.settings import BackendSettings, Mitigation, Noise
+from siqml_cli.errors import SiqmlError
+
+#: Local mode measures every qubit of the device, so larger fake devices exceed a statevector simulation.
+LOCAL_MODE_MAX_QUBITS = 30
+IBM_CHANNEL = "ibm_quantum_platform"
+
+
+@dataclass
+class Target:
+    """What to transpile for (`backend`, or `basis_gates` for a bare noise model) and, for Aer, the noise."""
+
+    backend: object | None
+    basis_gates: list[str] | None = None
+    noise_model: object | None = None
+
+    @property
+    def num_qubits(self) -> int | None:
+        return getattr(self.backend, "num_qubits", None)
+
+    @property
+    def name(self) -> str:
+        return getattr(self.backend, "name", "aer_simulator")
+
+
+def fake_device(name: str):
+    from qiskit_ibm_runtime.fake_provider import FakeProviderForBackendV2
+
+    devices = {b.name: b for b in FakeProviderForBackendV2().backends()}
+    if name not in devices:
+        close = sorted(n for n in devices if n.split("_")[-1][:3] == name.split("_")[-1][:3]) or sorted(devices)[:6]
+        raise SiqmlError(f"unknown fake device '{name}'; e.g. {', '.join(close)} "
+                         "(all: qiskit_ibm_runtime.fake_provider.FakeProviderForBackendV2().backends())")
+    return devices[name]
+
+
+def aer_noise_model(noise: Noise):
+    """Depolarizing errors on the physical 1- and 2-qubit gates and symmetric readout flips, or a device's model."""
+    from qiskit_aer.noise import NoiseModel, ReadoutError, depolarizing_error
+
+    if noise.device:
+        return NoiseModel.from_backend(fake_device(noise.device))
+    model = NoiseModel(basis_gates=["rz", "sx", "x", "cx"])
+    if noise.depolarizing_1q > 0:
+        model.add_all_qubit_quantum_error(depolarizing_error(noise.depolarizing_1q, 1), ["sx", "x"])
+    if noise.depolarizing_2q > 0:
+        model.add_all_qubit_quantum_error(depolarizing_error(noise.depolarizing_2q, 2), ["cx"])
+    if noise.readout > 0:
+        p = noise.readout
+        model.add_all_qubit_readout_error(ReadoutError([[1 - p, p], [p, 1 - p]]))
+    return model
+
+
+def ibm_service():
+    """The IBM Quantum service from QISKIT_IBM_TOKEN (+ QISKIT_IBM_INSTANCE) or the saved account."""
+    from qiskit_ibm_runtime import QiskitRuntimeService
+
+    token = os.environ.get("QISKIT_IBM_TOKEN")
+    try:
+        if token:
+            return QiskitRuntimeService(channel=IBM_CHANNEL, token=token,
+                                        instance=os.environ.get("QISKIT_IBM_INSTANCE") or None)
+        return QiskitRuntimeService()
+    except Exception as exc:  # AccountNotFoundError, IBMNotAuthorizedError, connection errors
+        if not token and type(exc).__name__ == "AccountNotFoundError":
+            raise SiqmlError("no IBM Quantum credentials: set QISKIT_IBM_TOKEN (and QISKIT_IBM_INSTANCE), or save an "
+                             "account once with QiskitRuntimeService.save_account(...)") from None
+        raise SiqmlError(f"cannot open the IBM Quantum service ({type(exc).__name__}); check the network, "
+                         "QISKIT_IBM_TOKEN / QISKIT_IBM_INSTANCE or the saved account") from None
+
+
+def ibm_device(service, name: str):
+    try:
+        return service.backend(name)
+    except Exception as exc:  # QiskitBackendNotFoundError and service errors
+        raise SiqmlError(f"IBM Quantum backend '{name}' is not available to this account ({type(exc).__name__}); "
+                         "list yours with QiskitRuntimeService().backends()") from None
+
+
+def make_target(settings: BackendSettings) -> Target:
+    if settings.kind == "aer":
+        from qiskit_aer import AerSimulator
+
+        if not settings.noise.active:
+            return Target(AerSimulator())
+        model = aer_noise_model(settings.noise)
+        if settings.noise.device:  # the device's coupling map and basis, so its per-qubit errors apply
+            return Target(fake_device(settings.noise.device), noise_model=model)
+        return Target(None, basis_gates=list(model.basis_gates), noise_model=model)
+    if settings.kind == "fake":
+        device = fake_device(settings.name)
+        if device.num_qubits > LOCAL_MODE_MAX_QUBITS:
+            raise SiqmlError(f"{settings.name} has {device.num_qubits} qubits; qiskit-ibm-runtime's local mode "
+                             f"measures every qubit of the device, beyond a classical simulation. Use a fake device "
+                             f"of at most {LOCAL_MODE_MAX_QUBITS} qubits (e.g. fake_manila, fake_kolkata) or its noise "
+                             f"on Aer: backend=aer backend.noise.device={settings.name}")
+        return Target(device)
+    if settings.kind == "ibm":
+        return Target(ibm_device(ibm_service(), settings.name))
+    raise SiqmlError("the fast simulator (backend=statevector) needs no Qiskit target")
+
+
+def make_estimator(settings: BackendSettings, target: Target, mode=None):
+    """The Estimator V2 for `target`; `mode` (a runtime `Batch`) for `fake`/`ibm`, else the device itself."""
+    if settings.kind == "aer":
+        if settings.shots is None:
+            from qiskit_aer.primitives import EstimatorV2
+
+            backend_options = {"seed_simulator": settings.seed}
+            if target.noise_model is not None:
+                backend_options.update(noise_model=target.noise_model, method="density_matrix")
+            return EstimatorV2(options={"default_precision": 0.0, "backend_options": backend_options})
+        from qiskit.primitives import BackendEstimatorV2
+        from qiskit_aer import AerSimulator
+
+        simulator = AerSimulator(noise_model=target.noise_model, seed_simulator=settings.seed)
+        # BackendEstimatorV2 runs ceil(1/precision^2) shots; this precision gives exactly `shots`
+        return BackendEstimatorV2(backend=simulator, options={"default_precision": (settings.shots - 0.5) ** -0.5,
+                                                              "seed_simulator": settings.seed})
+    from qiskit_ibm_runtime.executor_estimator import Estimator
+
+    estimator = Estimator(mode=mode if mode is not None else target.backend)
+    configure_runtime_options(estimator.options, settings)
+    return estimator
+
+
+def configure_runtime_options(options, settings: BackendSettings) -> None:
+    """Shots, seed and the mitigation keys onto the runtime Estimator's options."""
+    m: Mitigation = settings.mitigation
+    options.default_shots = settings.shots
+    options.resilience_level = m.resilience_level
+    if m.measure_mitigation is not None:
+        options.resilience.measure_mitigation = m.measure_mitigation
+    if m.zne_mitigation is not None:
+        options.resilience.zne_mitigation = m.zne_mitigation
+    options.dynamical_decoupling.enable = m.dynamical_decoupling
+    if m.twirling is not None:
+        options.twirling.enable_gates = m.twirling
+        options.twirling.enable_measure = m.twirling
+    if settings.kind == "fake":
+        options.simulator.seed_simulator = settings.seed
+
+
+def mitigation_record(settings: BackendSettings) -> dict:
+    """What the results say about error mitigation: the options, and whether they applied."""
+    if settings.kind == "aer":
+        return {"applied": False, "note": "Aer's primitives have no error mitigation; the mitigation keys do not apply"}
+    return {"applied": True, "options": vars(settings.mitigation).copy(),
+            "note": "qiskit-ibm-runtime client-side Estimator: mitigation runs on this machine (local mode too)"}
+
