@@ -16,19 +16,24 @@ from siqml_cli.paths import CONFIG_DIR
 COMMANDS = {
     "train": ("train", "train a siVQLM; writes results/<molecule>/<symmetry>/<date>_<time>/"),
     "data": ("generate", "generate reference data with PySCF, label given configurations, export extxyz"),
-    "evaluate": ("evaluate", "predict energies and forces of a trained run on any configurations"),
+    "evaluate": ("evaluate", "predict energies and forces of a trained run on any configurations (any backend)"),
+    "submit": ("submit", "send a trained run's circuits to IBM Quantum (or a fake device) as jobs; returns at once"),
+    "retrieve": ("retrieve", "fetch the finished jobs of `siqml submit` and write the tables (resumable)"),
     "check-symmetry": ("check_symmetry", "measure a model's invariance errors for random configurations"),
     "md": ("md", "molecular dynamics (NVE or Langevin) with a trained run, through ASE"),
     "vibrations": ("vibrations", "harmonic frequencies of a trained run next to the reference method's"),
     "report": (None, "summarise runs or a sweep (results/multirun/...): tables over seeds and MSE figures"),
 }
-GROUPS = ("molecule", "symmetry", "model", "loss", "noise", "optim", "split", "experiment")
+GROUPS = ("molecule", "symmetry", "model", "loss", "noise", "optim", "split", "experiment", "backend")
 LAUNCHERS = ("basic", "joblib", "submitit_local", "submitit_slurm")  # Hydra's and its plugins'; + configs/hydra/launcher
 
 USAGE = "usage: siqml <command> [key=value ...]\n\ncommands:\n" + "\n".join(
     f"  {name:<15} {text}" for name, (_, text) in COMMANDS.items()) + (
     "\n\nexamples:\n  siqml train +molecule=h2o\n  siqml train +molecule=lih model.layers=6 train.steps=2000\n"
-    "  siqml evaluate run=results/h2o/broken/<date>_<time>\n  siqml check-symmetry +molecule=h2o\n"
+    "  siqml evaluate run=results/h2o/broken/<date>_<time>\n"
+    "  siqml evaluate run=results/h2o/broken/<date>_<time> backend=aer backend.shots=4000\n"
+    "  siqml submit run=results/h2o/broken/<date>_<time> backend=ibm backend.name=ibm_torino\n"
+    "  siqml check-symmetry +molecule=h2o\n"
     "  siqml train -m +molecule=lih noise.sigma=0,0.01 seed=0,1 hydra/launcher=joblib\n"
     "  siqml report results/multirun/<date>_<time>\n"
     "\nEach command takes Hydra overrides (report takes folders); `siqml <command> --help` lists its configuration.")
@@ -95,7 +100,7 @@ def preflight(command: str, overrides: list[str]) -> list[str]:
             raise SiqmlError("+molecule is missing: add +molecule=lih or +molecule=h2o")
     if command in ("check-symmetry", "data") and not wants_help and not has_molecule(overrides):
         raise SiqmlError("+molecule is missing: add +molecule=lih or +molecule=h2o")
-    if command in ("evaluate", "md", "vibrations") and not wants_help and not any(
+    if command in ("evaluate", "md", "vibrations", "submit", "retrieve") and not wants_help and not any(
             o.startswith("run=") for o in overrides):
         raise SiqmlError("run= is missing: give a trained run folder, e.g. run=results/h2o/broken/<date>_<time>")
     if not wants_help:

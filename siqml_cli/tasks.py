@@ -15,6 +15,8 @@ from siqml_cli.errors import SiqmlError
 
 
 logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)  # "no TPU" notes are not news
+for _chatty in ("qiskit", "qiskit_ibm_runtime", "qiskit_aer", "stevedore"):  # per-pass transpiler timings
+    logging.getLogger(_chatty).setLevel(logging.WARNING)
 
 
 def _cap_threads() -> None:
@@ -122,6 +124,8 @@ TASKS = {
     "train": train,
     "data": command_task("data", "siqml_cli.data.commands", "data_command"),
     "evaluate": command_task("evaluate", "siqml_cli.evaluate", "evaluate_command"),
+    "submit": command_task("submit", "siqml_cli.backends.jobs", "submit_command"),
+    "retrieve": command_task("retrieve", "siqml_cli.backends.jobs", "retrieve_command"),
     "check-symmetry": command_task("check-symmetry", "siqml_cli.symmetry", "check_symmetry_command"),
     "md": command_task("md", "siqml_cli.dynamics", "md_command"),
     "vibrations": command_task("vibrations", "siqml_cli.dynamics", "vibrations_command"),

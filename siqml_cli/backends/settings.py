@@ -61,7 +61,13 @@ class BackendSettings:
         if self.kind == "statevector":
             return "statevector"
         where = "aer" if self.kind == "aer" else self.name
-        return f"{where}-{'exact' if self.shots is None else f'{self.shots}shots'}"
+        label = f"{where}-{'exact' if self.shots is None else f'{self.shots}shots'}"
+        if self.kind == "aer":
+            return label + ("-noisy" if self.noise.active else "")
+        m = self.mitigation
+        extras = [name for name, on in (("mm", m.measure_mitigation), ("zne", m.zne_mitigation),
+                                        ("dd", m.dynamical_decoupling), ("tw", m.twirling)) if on]
+        return f"{label}-r{m.resilience_level}" + "".join(f"+{e}" for e in extras)
 
     def record(self) -> dict:
         """What the results folder says about this backend (no credentials exist in here to leak)."""
