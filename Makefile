@@ -24,9 +24,17 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
 
-## Speed and accuracy benchmarks; writes results/bench/.
-bench: $(STAMP)
+## Speed benchmarks; writes results/bench/ (speed.md, then peers.md: side by side against
+## TensorCircuit-NG, PennyLane and EstimatorQNN, whose extra `bench` is installed first).
+BENCH_STAMP := $(VENV)/.bench-stamp
+
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
 	$(BIN)/python scripts/bench.py
+	$(BIN)/python scripts/bench_peers.py
 
 ## Regenerate the shipped reference data with PySCF (minutes; resumable).
 data: $(STAMP)
