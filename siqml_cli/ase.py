@@ -1,8 +1,10 @@
-"""A trained run as an ASE calculator: `SIQMLCalculator(run="<run dir>")`.
+"""A trained run as an ASE calculator: `SIQMLCalculator(run="<run dir>"[, backend=...])`.
 
 Thin on purpose: it checks the atoms against the model's molecule and asks the run's
 `ForceField` (the same code `siqml evaluate` uses) for energy and forces, one configuration at a
-time through a function compiled once for a batch of one.
+time through a function compiled once for a batch of one. With `backend` (a name such as "aer",
+or a dict of `backend` config keys, e.g. {"kind": "aer", "shots": 4000}) the circuits run on that
+Qiskit backend instead, transpiled once when the calculator is made.
 """
 
 from __future__ import annotations
@@ -16,14 +18,25 @@ from siqml_cli.forcefield import ForceField
 
 
 class SIQMLCalculator(Calculator):
-    """Energy (eV) and forces (eV/Å) of a trained siVQLM on the fast simulator."""
+    """Energy (eV) and forces (eV/Å) of a trained siVQLM, on the fast simulator unless a backend is given."""
 
     implemented_properties = ["energy", "free_energy", "forces"]
 
-    def __init__(self, run: str | Path, **kwargs):
+    def __init__(self, run: str | Path, backend: str | dict | None = None, **kwargs):
         super().__init__(**kwargs)
         self.run = Path(run)
         self.forcefield = ForceField.load(self.run, chunk=1)
+        self.on_backend = None
+        if backend is not None:
+            from siqml_cli.backends.forcefield import BackendForceField
+            from siqml_cli.backends.settings import backend_settings
+
+            settings = backend_settings({"kind": backend} if isinstance(backend, str) else backend)
+            if settings.kind == "statevector":
+                return
+            if settings.forces == "none":
+                raise SiqmlError("an ASE calculator needs forces: use backend forces 'shift' or 'finite_difference'")
+            self.on_backend = BackendForceField(self.forcefield, settings)
 
     @property
     def species(self) -> tuple[str, ...]:
@@ -38,6 +51,11 @@ class SIQMLCalculator(Calculator):
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
         self.check_atoms(self.atoms)
-        energies, forces = self.forcefield.predict(self.atoms.get_positions()[None])
+        positions = self.atoms.get_positions()[None]
+        if self.on_backend is None:
+            energies, forces = self.forcefield.predict(positions)
+        else:
+            prediction = self.on_backend.predict(positions)
+            energies, forces = prediction.energies, prediction.forces
         energy = float(energies[0])
         self.results = {"energy": energy, "free_energy": energy, "forces": forces[0]}

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
+from siqml_cli.backends.settings import backend_settings
 from siqml_cli.data import Dataset, read_dataset, write_dataset
 from siqml_cli.data.io import atomic_path, write_text_atomic
 from siqml_cli.errors import SiqmlError
@@ -120,6 +121,9 @@ def train_run(cfg: DictConfig, folder: Path, resume: bool = False, progress: boo
     if precision not in ("double", "single"):
         raise SiqmlError(f"train.precision must be 'double' or 'single', got {precision!r}")
     data = load_training_data(cfg, molecule, settings.force_weight > 0)
+    backend = backend_settings(OmegaConf.select(cfg, "backend"))
+    if backend.kind != "statevector" and resume:
+        raise SiqmlError("a run trained on a Qiskit backend cannot be resumed; start it again")
     margin = _number(cfg, "model.output_margin", high=0.49)
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -139,8 +143,14 @@ def train_run(cfg: DictConfig, folder: Path, resume: bool = False, progress: boo
 
     sim = Simulator(spec, precision)
     t0 = time.perf_counter()
-    weights, metrics, per_step = run_loop(sim, training, spec.init_weights(settings.seed), settings, folder,
-                                          resume=resume, progress=progress)
+    if backend.kind == "statevector":
+        weights, metrics, per_step = run_loop(sim, training, spec.init_weights(settings.seed), settings, folder,
+                                              resume=resume, progress=progress)
+    else:  # EstimatorQNN with parameter-shift gradients on a Qiskit backend
+        from siqml_cli.train.qnn import run_qnn_loop
+
+        weights, metrics, per_step = run_qnn_loop(spec, training, spec.init_weights(settings.seed), settings,
+                                                  backend, folder, progress=progress)
     train_seconds = time.perf_counter() - t0
 
     forcefield = ForceField(spec, weights, scaler, simulator=sim if precision == "double" else None)
