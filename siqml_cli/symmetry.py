@@ -21,7 +21,9 @@ from siqml_cli.simulate import Simulator, expectation_and_gradient
 
 TOLERANCE = 1e-10
 #: identical-atom exchanges per molecule, as atom permutations
-EXCHANGES = {"h2o": {"H1 <-> H2": [0, 2, 1]}, "lih": {}}
+EXCHANGES = {"h2o": {"H1 <-> H2": [0, 2, 1]}, "lih": {},
+             "water_dimer": {"H_a1 <-> H_a2": [0, 2, 1, 3, 4, 5], "H_b1 <-> H_b2": [0, 1, 2, 3, 5, 4],
+                             "molecule a <-> b": [3, 4, 5, 0, 1, 2]}}
 
 
 def _relative(a, b) -> float:

@@ -11,6 +11,7 @@ from functools import reduce
 import numpy as np
 from qiskit import QuantumCircuit
 from qiskit.circuit import ParameterExpression
+from qiskit.circuit.library import PauliEvolutionGate, UnitaryGate
 from qiskit.quantum_info import SparsePauliOp
 
 PAULI = {
@@ -36,6 +37,36 @@ def heisenberg_gate(qc: QuantumCircuit, theta: ParameterExpression | float, i: i
     qc.rxx(2 * theta, i, j)
     qc.ryy(2 * theta, i, j)
     qc.rzz(2 * theta, i, j)
+
+
+def orbit_gate(qc: QuantumCircuit, theta: ParameterExpression | float, pairs) -> None:
+    """exp(-i theta sum_{(i,j) in pairs} H_ij) for pairs that share qubits (MODELS.md, dimer "star"), exactly.
+
+    The generator's terms do not commute, so no product of two-qubit RH gates equals it. Instead:
+    a fixed change of basis to its eigenbasis (`UnitaryGate`), the eigenphases as a
+    `PauliEvolutionGate` of commuting Z strings (synthesised exactly, parameter kept symbolic), and
+    the basis change back. Equal to the exponential up to a global phase (the identity term).
+    """
+    qubits = sorted({q for pair in pairs for q in pair})
+    local = {q: k for k, q in enumerate(qubits)}
+    values, vectors = np.linalg.eigh(heisenberg_generator(len(qubits), [(local[i], local[j]) for i, j in pairs]))
+    qc.append(UnitaryGate(vectors.conj().T, label="to eigenbasis"), qubits)
+    qc.append(PauliEvolutionGate(diagonal_as_z_strings(values), time=theta, label="RH orbit"), qubits)
+    qc.append(UnitaryGate(vectors, label="from eigenbasis"), qubits)
+
+
+def diagonal_as_z_strings(values: np.ndarray) -> SparsePauliOp:
+    """diag(values) = sum_S c_S prod_{q in S} Z_q (Walsh-Hadamard transform), identity term dropped."""
+    k = int(np.log2(len(values)))
+    index = np.arange(len(values))
+    z = 1 - 2 * ((index[:, None] >> np.arange(k)[None, :]) & 1)  # (2^k, k): z_q of each basis state
+    terms = []
+    for subset in range(1, 2**k):
+        qubits = [q for q in range(k) if subset >> q & 1]
+        coefficient = float(np.mean(values * np.prod(z[:, qubits], axis=1)))
+        if abs(coefficient) > 1e-12:
+            terms.append(("Z" * len(qubits), qubits, coefficient))
+    return SparsePauliOp.from_sparse_list(terms, num_qubits=k)
 
 
 def equivariant_encoding(qc: QuantumCircuit, q: int, euler) -> None:

@@ -1,0 +1,66 @@
+"""Water dimer siVQLM (Sec. II.6, MODELS.md): 12 qubits, invariant under rotations, inversion and
+reflections, H exchange inside each molecule and the exchange of the two molecules.
+
+Atoms O_a, H_a1, H_a2, O_b, H_b1, H_b2; atom k lives on qubits (k+, k-) = (2k, 2k+1) with the
+inversion pair encoding Phi_{k+}(x_k) Phi_{k-}(-x_k), so inversion is prod_k SWAP(k+, k-).
+"""
+
+from __future__ import annotations
+
+from siqml_cli.models.spec import Coupling, Encoding, ModelSpec
+
+O_A, H_A1, H_A2, O_B, H_B1, H_B2 = range(6)
+SPECIES = ("O", "H", "H", "O", "H", "H")
+
+
+def centre(positions):
+    """Positions relative to the midpoint of the two oxygens: (..., 6, 3) -> (..., 6, 3)."""
+    return positions - (positions[..., O_A:O_A + 1, :] + positions[..., O_B:O_B + 1, :]) / 2
+
+
+def plus(atom: int) -> int:
+    return 2 * atom
+
+
+def minus(atom: int) -> int:
+    return 2 * atom + 1
+
+
+def same_sign(a: int, b: int) -> tuple[tuple[int, int], ...]:
+    return (plus(a), plus(b)), (minus(a), minus(b))
+
+
+def star_pairs() -> tuple[tuple[int, int], ...]:
+    """Each O qubit with the same-sign qubits of its own molecule's hydrogens: 4 disjoint triples."""
+    return tuple(pair for o, h1, h2 in ((O_A, H_A1, H_A2), (O_B, H_B1, H_B2))
+                 for pairs in zip(same_sign(o, h1), same_sign(o, h2)) for pair in pairs)
+
+
+def build(layers: int, blocks: int, symmetry: str) -> ModelSpec:
+    """The construction of MODELS.md: one weight per orbit of qubit pairs under the whole group.
+
+    Orbits (in the order applied): O-O same sign, O-O cross sign, H-H inside each molecule, the
+    O-H "stars" exp(-i theta (H_{o,h1} + H_{o,h2})), within-atom pairs of O atoms and of H atoms.
+    Encoding scales: one per atom type (O, H) per layer. With `broken`, SB(eps) follows each layer.
+    """
+    oxygen_scale, hydrogen_scale = 0, 1
+    encoding = tuple(Encoding(qubit=q, vector=atom, scale=oxygen_scale if SPECIES[atom] == "O" else hydrogen_scale,
+                              sign=sign)
+                     for atom in range(6) for q, sign in ((plus(atom), 1.0), (minus(atom), -1.0)))
+    couplings = (
+        Coupling(same_sign(O_A, O_B), 0),
+        Coupling(((plus(O_A), minus(O_B)), (minus(O_A), plus(O_B))), 1),
+        Coupling(same_sign(H_A1, H_A2) + same_sign(H_B1, H_B2), 2),
+        Coupling(star_pairs(), 3),
+        Coupling(tuple((plus(a), minus(a)) for a in (O_A, O_B)), 4),
+        Coupling(tuple((plus(a), minus(a)) for a in (H_A1, H_A2, H_B1, H_B2)), 5),
+    )
+    return ModelSpec(
+        name="water_dimer", species=SPECIES, n_qubits=12, layers=layers, blocks=blocks, symmetry=symmetry,
+        centre=centre,
+        singlets=tuple((plus(a), minus(a)) for a in range(6)),
+        encoding=encoding,
+        couplings=couplings,
+        observable_pairs=same_sign(O_A, O_B) + star_pairs(),
+        symmetry_breaking=symmetry == "broken",
+    )
