@@ -16,6 +16,7 @@ never stored or printed here.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 
 from siqml_cli.backends.settings import BackendSettings, Mitigation, Noise
@@ -44,14 +45,19 @@ class Target:
 
 
 def fake_device(name: str):
+    from qiskit.providers.exceptions import QiskitBackendNotFoundError
     from qiskit_ibm_runtime.fake_provider import FakeProviderForBackendV2
 
-    devices = {b.name: b for b in FakeProviderForBackendV2().backends()}
-    if name not in devices:
-        close = sorted(n for n in devices if n.split("_")[-1][:3] == name.split("_")[-1][:3]) or sorted(devices)[:6]
+    provider = FakeProviderForBackendV2()
+    try:
+        return provider.backend(name)
+    except QiskitBackendNotFoundError:
+        with warnings.catch_warnings():  # some fake devices warn on construction; listing names is not news
+            warnings.simplefilter("ignore")
+            names = sorted(b.name for b in provider.backends())
+        close = [n for n in names if n.split("_")[-1][:3] == name.split("_")[-1][:3]] or names[:6]
         raise SiqmlError(f"unknown fake device '{name}'; e.g. {', '.join(close)} "
-                         "(all: qiskit_ibm_runtime.fake_provider.FakeProviderForBackendV2().backends())")
-    return devices[name]
+                         "(all: qiskit_ibm_runtime.fake_provider.FakeProviderForBackendV2().backends())") from None
 
 
 def aer_noise_model(noise: Noise):
@@ -133,7 +139,10 @@ def make_estimator(settings: BackendSettings, target: Target, mode=None):
         from qiskit.primitives import BackendEstimatorV2
         from qiskit_aer import AerSimulator
 
-        simulator = AerSimulator(noise_model=target.noise_model, seed_simulator=settings.seed)
+        if settings.noise.device:  # the device's qubit count too: the ISA circuit spans all its qubits
+            simulator = AerSimulator.from_backend(target.backend, seed_simulator=settings.seed)
+        else:
+            simulator = AerSimulator(noise_model=target.noise_model, seed_simulator=settings.seed)
         # BackendEstimatorV2 runs ceil(1/precision^2) shots; this precision gives exactly `shots`
         return BackendEstimatorV2(backend=simulator, options={"default_precision": (settings.shots - 0.5) ** -0.5,
                                                               "seed_simulator": settings.seed})

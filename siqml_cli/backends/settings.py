@@ -57,13 +57,16 @@ class BackendSettings:
 
     @property
     def label(self) -> str:
-        """A short tag for tables and folder names, e.g. `aer-exact`, `fake_manila-4000shots`."""
+        """A short tag for tables and folder names, e.g. `aer-exact`, `aer-fake_torino-noise-4000shots`,
+        `fake_manila-4000shots-r1` (resilience level 1)."""
         if self.kind == "statevector":
             return "statevector"
-        where = "aer" if self.kind == "aer" else self.name
+        where = self.name
+        if self.kind == "aer":
+            where = f"aer-{self.noise.device}-noise" if self.noise.device else "aer-noisy" if self.noise.active else "aer"
         label = f"{where}-{'exact' if self.shots is None else f'{self.shots}shots'}"
         if self.kind == "aer":
-            return label + ("-noisy" if self.noise.active else "")
+            return label
         m = self.mitigation
         extras = [name for name, on in (("mm", m.measure_mitigation), ("zne", m.zne_mitigation),
                                         ("dd", m.dynamical_decoupling), ("tw", m.twirling)) if on]

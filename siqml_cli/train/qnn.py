@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -88,8 +87,7 @@ class QnnModel:
         return float(np.mean((f - targets) ** 2)), grads
 
 
-def run_qnn_loop(spec: ModelSpec, data: TrainingSet, weights: dict, s: LoopSettings, settings: BackendSettings,
-                 folder: Path, progress: bool = True):
+def run_qnn_loop(spec: ModelSpec, data: TrainingSet, weights: dict, s: LoopSettings, settings: BackendSettings):
     """Adam on the EstimatorQNN's loss; returns (weights, metrics, seconds per step) like `run_loop`."""
     if s.force_weight > 0:
         raise SiqmlError("training on a backend uses the energy loss only (forces would need second derivatives "
@@ -114,8 +112,6 @@ def run_qnn_loop(spec: ModelSpec, data: TrainingSet, weights: dict, s: LoopSetti
             message = (f"{settings.label}: {first:.1f} s per step ({batch} configurations, parameter shift); "
                        f"{s.steps} steps will take about {first * s.steps / 60:.1f} min")
             log.info(message)
-            if progress:
-                print(message, flush=True)
     per_step = (time.perf_counter() - t0) / max(s.steps, 1)
     metrics = pd.DataFrame(rows, columns=METRIC_COLUMNS)
     return {k: np.asarray(v) for k, v in weights.items()}, metrics, per_step

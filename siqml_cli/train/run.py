@@ -149,8 +149,7 @@ def train_run(cfg: DictConfig, folder: Path, resume: bool = False, progress: boo
     else:  # EstimatorQNN with parameter-shift gradients on a Qiskit backend
         from siqml_cli.train.qnn import run_qnn_loop
 
-        weights, metrics, per_step = run_qnn_loop(spec, training, spec.init_weights(settings.seed), settings,
-                                                  backend, folder, progress=progress)
+        weights, metrics, per_step = run_qnn_loop(spec, training, spec.init_weights(settings.seed), settings, backend)
     train_seconds = time.perf_counter() - t0
 
     forcefield = ForceField(spec, weights, scaler, simulator=sim if precision == "double" else None)
