@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_peers.py"
 def bench():
     spec = importlib.util.spec_from_file_location("bench_peers", SCRIPT)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 

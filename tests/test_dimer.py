@@ -1,0 +1,113 @@
+"""The 12-qubit water dimer siVQLM (MODELS.md, Sec. II.6): its symmetries, its agreement with the
+Qiskit circuit, that it couples the two molecules, and that the checks catch a model that does not
+share weights over an orbit."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from qiskit.quantum_info import Statevector
+
+from siqml_cli.data import read_dataset
+from siqml_cli.data.generate import sample
+from siqml_cli.models import blocks, build_model
+from siqml_cli.models.spec import Coupling, orbit_components
+from siqml_cli.paths import REPO_ROOT
+from siqml_cli.simulate import Simulator
+from siqml_cli.simulate.statevector import fuse_layer
+from siqml_cli.symmetry import symmetry_table
+
+PARAMS = {"r_oh": (0.92, 1.06), "angle_deg": (98.0, 112.0), "r_oo": (2.65, 3.5)}
+
+
+@pytest.fixture(scope="module")
+def configs() -> np.ndarray:
+    return sample("water_dimer", 6, seed=11, params=PARAMS)
+
+
+@pytest.mark.parametrize("symmetry,seed", [("full", 1), ("broken", 2)])
+def test_every_required_invariance_holds_with_random_weights(configs, symmetry, seed):
+    """Rotations, mirror, inversion, translation, both H exchanges and the molecule exchange (with any
+    eps: they are qubit permutations that SB commutes with), zero net force and finite differences."""
+    spec = build_model("water_dimer", symmetry, 2, 2)
+    table = symmetry_table(spec, spec.random_weights(seed), configs, seed=seed)
+    required = table[table["required"] == "yes"]
+    assert set(required["check"]) >= {"inversion r -> -r", "exchange molecule a <-> b", "exchange H_a1 <-> H_a2",
+                                      "exchange H_b1 <-> H_b2", "rotation about z", "translation"}
+    assert (required["result"] == "ok").all(), table.to_string()
+    if symmetry == "broken":  # eps != 0 breaks generic rotations, and the check sees it
+        assert table.set_index("check").loc["rotation (energy)", "max relative error"] > 1e-4
+
+
+def test_check_catches_a_dimer_without_weight_sharing(configs):
+    """Give molecule b's H-H gates their own weight: the molecule exchange must then fail."""
+    spec = build_model("water_dimer", "full", 2, 1)
+    hh = next(c for c in spec.couplings if c.weight == 2)
+    split = (Coupling(hh.pairs[:2], 2), Coupling(hh.pairs[2:], spec.n_weights_per_block))
+    broken = dataclasses.replace(spec, couplings=tuple(c for c in spec.couplings if c is not hh) + split)
+    table = symmetry_table(broken, broken.random_weights(3), configs).set_index("check")
+    assert table.loc["exchange molecule a <-> b", "result"] == "FAIL"
+    assert table.loc["exchange H_a1 <-> H_a2", "result"] == "ok"
+
+
+@pytest.mark.parametrize("symmetry", ["full", "broken"])
+def test_simulator_matches_qiskit_statevector(symmetry):
+    """The fast simulator and the exported circuit (with its exact star gates) give the same energy."""
+    spec = build_model("water_dimer", symmetry, 2, 2)
+    weights = spec.random_weights(5)
+    positions = read_dataset(REPO_ROOT / "data" / "water_dimer.h5", "water_dimer").positions[:3]
+    circuit, observable = spec.to_qiskit()
+    values = spec.parameter_values(circuit, weights, positions)
+    expected = [Statevector(circuit.assign_parameters(v)).expectation_value(observable).real for v in values]
+    np.testing.assert_allclose(np.asarray(Simulator(spec).expectation(weights, positions)), expected, atol=1e-10)
+
+
+def test_star_gate_is_the_exponential_of_the_orbit_sum():
+    from qiskit import QuantumCircuit
+    from qiskit.quantum_info import Operator
+    from scipy.linalg import expm
+
+    pairs = ((0, 1), (0, 2))
+    qc = QuantumCircuit(3)
+    blocks.orbit_gate(qc, 0.37, pairs)
+    target = expm(-0.37j * blocks.heisenberg_generator(3, pairs))
+    assert Operator(qc).equiv(Operator(target))  # equal up to the global phase of the dropped identity term
+
+
+def test_fused_layer_keeps_each_gate_once_and_stays_small():
+    spec = build_model("water_dimer", "full", 1, 2)
+    fused = fuse_layer(spec)
+    n_gates = sum(len(orbit_components(c.pairs)) for c in spec.couplings) * spec.blocks
+    assert sum(len(b.gates) for b in fused) == n_gates
+    assert max(len(b.qubits) for b in fused) <= 6
+    assert [b.qubits for b in fuse_layer(build_model("water_dimer", "full", 1, 1))] == [
+        (0, 1, 6, 7), (0, 1, 2, 3, 4, 5), (6, 7, 8, 9, 10, 11)]
+
+
+def test_the_circuit_couples_the_two_molecules(configs):
+    """The energy is not a sum of per-molecule terms: a mixed second difference (move an H of
+    molecule a, and an H of molecule b) is clearly non-zero."""
+    spec = build_model("water_dimer", "full", 2, 1)
+    energy = jax.jit(Simulator(spec).expectation)
+    weights = {k: jnp.asarray(v) for k, v in spec.random_weights(7).items()}
+    x = configs[0]
+    h = 0.05
+    da, db = np.zeros_like(x), np.zeros_like(x)
+    da[1, 0], db[4, 1] = h, h
+    batch = np.stack([x + da + db, x + da - db, x - da + db, x - da - db])
+    fpp, fpm, fmp, fmm = np.asarray(energy(weights, batch))
+    mixed = (fpp - fpm - fmp + fmm) / (4 * h * h)
+    assert abs(mixed) > 1e-3, mixed
+
+
+def test_observable_spectrum_bounds():
+    spec = build_model("water_dimer", "full", 1, 1)
+    low, high = spec.observable_range
+    # two O-O pairs and eight O-H pairs: at most 10 * 1 and at least 10 * -3
+    assert -30 <= low < -10 and 1 < high <= 10 + 1e-9
+    psi = Statevector.from_label("0" * 12)  # |0...0> is a ferromagnetic state: every H_ij gives +1
+    assert np.isclose(psi.expectation_value(spec.observable()).real, high)
