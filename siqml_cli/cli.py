@@ -13,6 +13,8 @@ from pathlib import Path
 from siqml_cli.errors import SiqmlError
 from siqml_cli.paths import CONFIG_DIR
 
+SWEEP_FILE = "multirun.yaml"  # Hydra's record of a sweep, in its folder
+
 COMMANDS = {
     "train": ("train", "train a siVQLM; writes results/<molecule>/<symmetry>/<date>_<time>/"),
     "data": ("generate", "generate reference data with PySCF, label given configurations, export extxyz"),
@@ -24,7 +26,7 @@ COMMANDS = {
     "vibrations": ("vibrations", "harmonic frequencies of a trained run next to the reference method's"),
     "report": (None, "summarise runs or a sweep (results/multirun/...): tables over seeds and MSE figures"),
 }
-GROUPS = ("molecule", "symmetry", "model", "loss", "noise", "optim", "split", "experiment", "backend")
+GROUPS = ("molecule", "symmetry", "model", "loss", "noise", "optim", "split", "experiment", "arm", "backend")
 LAUNCHERS = ("basic", "joblib", "submitit_local", "submitit_slurm")  # Hydra's and its plugins'; + configs/hydra/launcher
 
 USAGE = "usage: siqml <command> [key=value ...]\n\ncommands:\n" + "\n".join(
@@ -33,6 +35,7 @@ USAGE = "usage: siqml <command> [key=value ...]\n\ncommands:\n" + "\n".join(
     "  siqml evaluate run=results/h2o/broken/<date>_<time>\n"
     "  siqml evaluate run=results/h2o/broken/<date>_<time> backend=aer backend.shots=4000\n"
     "  siqml submit run=results/h2o/broken/<date>_<time> backend=ibm backend.name=ibm_torino\n"
+    "  siqml train experiment=h2o                     # one of the paper's experiments, 3 seeds\n"
     "  siqml check-symmetry +molecule=h2o\n"
     "  siqml train -m +molecule=lih noise.sigma=0,0.01 seed=0,1 hydra/launcher=joblib\n"
     "  siqml report results/multirun/<date>_<time>\n"
@@ -69,14 +72,14 @@ def check_groups(overrides: list[str]) -> None:
                 raise SiqmlError(f"unknown {group} '{choice}'; choose one of: {', '.join(options)}")
 
 
-def compose_check(config_name: str, overrides: list[str]) -> None:
-    """Compose the config once without running, to report bad keys or values as one line."""
+def compose_check(config_name: str, overrides: list[str]):
+    """Compose the config once without running, to report bad keys or values as one line; returns it."""
     from hydra import compose, initialize_config_dir
 
     plain = [o for o in overrides if not o.startswith(("hydra.", "hydra/", "-"))]
     try:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            compose(config_name=config_name, overrides=plain)
+            return compose(config_name=config_name, overrides=plain, return_hydra_config=True)
     except Exception as exc:  # Hydra and OmegaConf raise several types; all mean a bad override
         lines = [line.strip().rstrip(".") for line in str(exc).splitlines() if line.strip()]
         raise SiqmlError("; ".join(lines[:3]) + " (see `siqml <command> --help` for the keys)") from None
@@ -85,27 +88,58 @@ def compose_check(config_name: str, overrides: list[str]) -> None:
 def preflight(command: str, overrides: list[str]) -> list[str]:
     """Checks that need no Hydra run, and the run folder of a resumed training."""
     check_groups(overrides)
-    multirun = any(o in ("-m", "--multirun") for o in overrides)
+    multirun = any(o in ("-m", "--multirun") for o in overrides) or has_experiment(overrides)
     wants_help = any(o.startswith(("--help", "-h", "--hydra-help", "--cfg", "--info")) for o in overrides)
     if command == "train" and not wants_help:
         resume = next((o.split("=", 1)[1] for o in overrides if o.startswith("resume=")), None)
-        if resume:
+        if resume and (Path(resume) / SWEEP_FILE).is_file():
+            overrides = resumed_sweep(Path(resume), [o for o in overrides if not o.startswith("resume=")])
+            multirun = True
+        elif resume:
             from siqml_cli.train.resume import check_resumable
 
             saved = check_resumable(Path(resume))
             overrides = [*overrides, f"hydra.run.dir={resume}"]
             if not has_molecule(overrides):
                 overrides.append(f"+molecule={saved.molecule.name}")
-        elif not has_molecule(overrides):
-            raise SiqmlError("+molecule is missing: add +molecule=lih or +molecule=h2o")
+        elif not has_molecule(overrides) and not has_experiment(overrides):
+            raise SiqmlError("+molecule is missing: add +molecule=lih (or h2o, water_dimer, water_dimer_cut), "
+                             "or run one of the paper's experiments with experiment=<name>")
     if command in ("check-symmetry", "data") and not wants_help and not has_molecule(overrides):
         raise SiqmlError("+molecule is missing: add +molecule=lih or +molecule=h2o")
     if command in ("evaluate", "md", "vibrations", "submit", "retrieve") and not wants_help and not any(
             o.startswith("run=") for o in overrides):
         raise SiqmlError("run= is missing: give a trained run folder, e.g. run=results/h2o/broken/<date>_<time>")
     if not wants_help:
-        compose_check(COMMANDS[command][0], [first_job(o) for o in overrides] if multirun else overrides)
+        checked = [first_job(o) for o in overrides] if multirun else overrides
+        cfg = compose_check(COMMANDS[command][0], checked)
+        for arm in preset_arms(cfg, overrides):  # every model of an experiment, before any job starts
+            compose_check(COMMANDS[command][0], [*checked, f"+arm={arm}"])
     return overrides
+
+
+def has_experiment(overrides: list[str]) -> bool:
+    return any((_group_value(o) or ("",))[0] == "experiment" for o in overrides)
+
+
+def preset_arms(cfg, overrides: list[str]) -> list[str]:
+    """The models (`+arm`) an experiment preset sweeps over, unless the command line picks them."""
+    if cfg is None or any(o.lstrip("+").startswith("arm=") for o in overrides):
+        return []
+    from omegaconf import OmegaConf
+
+    arms = OmegaConf.select(cfg, "hydra.sweeper.params", default=None) or {}
+    return [a.strip() for a in str(arms.get("+arm", "")).split(",") if a.strip()]
+
+
+def resumed_sweep(folder: Path, extra: list[str]) -> list[str]:
+    """The command line of a sweep (or experiment) in `folder`, to run again into the same folder: jobs
+    that completed are skipped, interrupted ones continue from their checkpoints."""
+    from omegaconf import OmegaConf
+
+    saved = OmegaConf.load(folder / SWEEP_FILE)
+    original = [o for o in (OmegaConf.select(saved, "hydra.overrides.task") or []) if not o.startswith("resume=")]
+    return ["-m", *original, *extra, f"hydra.sweep.dir={folder}"]
 
 
 def first_job(override: str) -> str:

@@ -60,13 +60,18 @@ def train(cfg: DictConfig) -> None:
     folder = _setup()  # first: it caps threads before these imports bring in JAX
     from siqml_cli.train.loop import CHECKPOINT_FILE
     from siqml_cli.train.resume import resumed_config
-    from siqml_cli.train.run import train_run, write_status
+    from siqml_cli.train.run import RUN_FILE, train_run, write_status
 
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         if cfg.resume:
             cfg = resumed_config(folder, list(HydraConfig.get().overrides.task))
-        summary = train_run(cfg, folder, resume=bool(cfg.resume), progress=sys.stderr.isatty() or not multirun)
+        resume = bool(cfg.resume)
+        if multirun and (folder / RUN_FILE).exists():  # a sweep run again into its folder
+            if not continue_sweep_job(folder, cfg):
+                return  # complete, or another run's folder: left as it is
+            resume = True
+        summary = train_run(cfg, folder, resume=resume, progress=sys.stderr.isatty() or not multirun)
     except SiqmlError as exc:
         if multirun:  # keep the failed job's folder for `siqml report`, and let the other jobs go on
             record_failed_job(folder, cfg, str(exc))
@@ -87,6 +92,29 @@ def train(cfg: DictConfig) -> None:
     print((folder / "mse.md").read_text())
     print(f"results: {folder}  ({summary['train_seconds']:.1f} s training, "
           f"{summary['seconds_per_step'] * 1e3:.2f} ms/step)")
+
+
+def continue_sweep_job(folder: Path, cfg: DictConfig) -> bool:
+    """A sweep job whose folder exists (`siqml train resume=<sweep folder>`): True to continue it from its
+    checkpoint (or from the start) with the same settings; False when it is complete or holds a run
+    with other settings, which stays untouched."""
+    import json
+
+    from omegaconf import OmegaConf
+
+    from siqml_cli.train.run import CONFIG_FILE, RUN_FILE
+
+    status = json.loads((folder / RUN_FILE).read_text()).get("status")
+    saved = (folder / CONFIG_FILE).read_text() if (folder / CONFIG_FILE).exists() else None
+    if saved is not None and saved != OmegaConf.to_yaml(cfg, resolve=True):
+        print(f"siqml train: error in {folder}: it holds a run with other settings (changed on the command line, "
+              "or by a newer siqml); left as it is. Resume with the same settings, or start a new sweep",
+              file=sys.stderr)
+        return False
+    if status == "complete":
+        print(f"siqml train: {folder.name} is complete; skipped")
+        return False
+    return True
 
 
 def record_failed_job(folder: Path, cfg: DictConfig, error: str) -> None:

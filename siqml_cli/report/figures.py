@@ -227,3 +227,57 @@ def plot_sweep_mse(summary: pd.DataFrame, x: str, lines: list[str], path) -> Non
             ax.legend(fontsize=8)
     fig.tight_layout()
     _save(fig, path)
+
+
+def plot_curves(xlabel: str, title: str, grid, curves: dict, x_ref, energy_ref, force_ref, path) -> None:
+    """Several models' energy and force along one coordinate against the reference points (Figs. 4, 8).
+
+    `curves` maps a model's label to (energies on `grid`, force along the coordinate on `grid`), in eV and
+    eV/Å; the reference is given at `x_ref` (force panel drawn when `force_ref` is not None).
+    """
+    with_forces = force_ref is not None
+    fig, axes = plt.subplots(2 if with_forces else 1, 1, sharex=True, squeeze=False,
+                             figsize=(6.5, 6.5 if with_forces else 4))
+    for i, (label, (energy, force)) in enumerate(curves.items()):
+        axes[0, 0].plot(grid, energy, color=f"C{i}", lw=1.5, label=label)
+        if with_forces:
+            axes[1, 0].plot(grid, force, color=f"C{i}", lw=1.5, label=label)
+    axes[0, 0].scatter(x_ref, energy_ref, color="k", s=10, zorder=3, label="reference")
+    axes[0, 0].set_ylabel("energy (eV)")
+    axes[0, 0].set_title(title)
+    if with_forces:
+        axes[1, 0].scatter(x_ref, force_ref, color="k", s=10, zorder=3, label="reference")
+        axes[1, 0].axhline(0.0, color="0.5", lw=0.8)
+        axes[1, 0].set_ylabel("force along the coordinate (eV/Å)")
+    for ax in axes[:, 0]:
+        ax.legend(fontsize=8)
+        ax.grid(True, alpha=0.3)
+    axes[-1, 0].set_xlabel(xlabel)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_model_parity(predictions: dict, path) -> None:
+    """Predicted vs reference test energies (top) and force components (bottom), one column per model
+    (Figs. 6, 7). `predictions` maps a label to (reference Dataset, energies (N,), forces (N, A, 3))."""
+    n = len(predictions)
+    with_forces = all(ref.forces is not None for ref, _, _ in predictions.values())
+    fig, axes = plt.subplots(2 if with_forces else 1, n, squeeze=False, figsize=(4 * n, 7.5 if with_forces else 4))
+    for k, (label, (ref, energies, forces)) in enumerate(predictions.items()):
+        ax = axes[0, k]
+        ax.scatter(ref.energies, energies, s=6, alpha=0.6)
+        _diagonal(ax, np.concatenate([ref.energies, energies]))
+        ax.set_title(f"{label}\nenergy RMSE {_rmse_milli(energies, ref.energies):.1f} meV")
+        ax.set_xlabel("reference energy (eV)")
+        ax.set_ylabel("predicted energy (eV)")
+        if with_forces:
+            ax = axes[1, k]
+            ax.scatter(ref.forces.ravel(), forces.ravel(), s=3, alpha=0.4)
+            _diagonal(ax, np.concatenate([ref.forces.ravel(), forces.ravel()]))
+            ax.set_title(f"force RMSE {_rmse_milli(forces, ref.forces):.0f} meV/Å")
+            ax.set_xlabel("reference force component (eV/Å)")
+            ax.set_ylabel("predicted force component (eV/Å)")
+        for ax in axes[:, k]:
+            ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    _save(fig, path)

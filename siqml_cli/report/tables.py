@@ -20,6 +20,9 @@ ENERGY_MAE = "energy MAE (meV)"
 N_CONFIGS = "n configurations"
 ROWS = [ENERGY_MSE, FORCE_MSE, ENERGY_RMSE, FORCE_RMSE, ENERGY_MAE, N_CONFIGS]
 
+#: the column of the low-energy test subset (`data.relevant_window`), the paper's "relevant" LiH test set
+RELEVANT = "test_relevant"
+
 REL_ENERGY = "energy MSE / Var(E)"
 REL_FORCE = "force MSE / Var(F)"
 
