@@ -17,9 +17,10 @@ install: $(STAMP)
 train: $(STAMP)
 	$(BIN)/siqml train +molecule=h2o
 
-## Default test suite (every invariance and agreement test; slow tests excluded).
+## Default test suite (every invariance and agreement test; slow tests excluded), one worker per core,
+## each test file on one worker (its module fixtures are built once).
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist loadfile
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
