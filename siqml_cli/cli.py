@@ -113,8 +113,14 @@ def preflight(command: str, overrides: list[str]) -> list[str]:
     if not wants_help:
         checked = [first_job(o) for o in overrides] if multirun else overrides
         cfg = compose_check(COMMANDS[command][0], checked)
-        for arm in preset_arms(cfg, overrides):  # every model of an experiment, before any job starts
+        arms = preset_arms(cfg, overrides)
+        for arm in arms:  # every model of an experiment, before any job starts
             compose_check(COMMANDS[command][0], [*checked, f"+arm={arm}"])
+        if command == "train" and multirun:  # values too, so a bad one does not fail every job of a sweep
+            from siqml_cli.train.run import checked_settings
+
+            for job in [checked] if not arms else [[*checked, f"+arm={arm}"] for arm in arms]:
+                checked_settings(compose_check(COMMANDS[command][0], job))
     return overrides
 
 

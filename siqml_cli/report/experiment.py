@@ -40,11 +40,12 @@ class ExperimentReport(Callback):
     """Hydra callback of every experiment preset: the combined table once the sweep has ended."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
-        folder = Path(config.hydra.sweep.dir)
+        from siqml_cli.cli import fail
+
         try:
-            write_experiment(folder)
-        except SiqmlError as exc:  # the runs stay; the table can be written later with `siqml report`
-            print(f"siqml train: experiment table not written: {exc}", file=sys.stderr)
+            write_experiment(Path(config.hydra.sweep.dir))
+        except SiqmlError as exc:  # no job completed: the runs' folders say why; no table that looks complete
+            fail("train", f"experiment table not written: {exc}")
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,12 @@ class ArmRun:
     def value(self, split: str, metric: str) -> float:
         value = (self.mse.get(split) or {}).get(metric)
         return math.nan if value is None or self.status != "complete" else float(value)
+
+
+def is_experiment(folder: Path) -> bool:
+    """A sweep folder started from an experiment preset (its multirun.yaml has an `experiment` section)."""
+    path = Path(folder) / SWEEP_FILE
+    return path.is_file() and bool(OmegaConf.select(OmegaConf.load(path), "experiment", default=None))
 
 
 def experiment_settings(folder: Path) -> tuple[dict, list[str], dict[str, str]]:

@@ -323,6 +323,7 @@ def x_key(summary: pd.DataFrame, groups: list[str]) -> str | None:
 
 
 def report(paths: list[Path], out: Path | None) -> Path:
+    from siqml_cli.report.experiment import is_experiment, write_experiment
     from siqml_cli.report.figures import plot_sweep_mse
 
     table = collect(paths)
@@ -343,6 +344,8 @@ def report(paths: list[Path], out: Path | None) -> Path:
     write_text_atomic(out / "summary.md", to_markdown(summary, table, paths, figure))
     print(to_markdown(summary, table, paths, None).rstrip())
     print(f"\nsummary: {out}/summary.md, summary.csv, summary_runs.csv" + (f", {figure}" if figure else ""))
+    if len(paths) == 1 and is_experiment(paths[0]):
+        write_experiment(paths[0])  # the paper-style table of an experiment preset, too
     if not (summary["n"] > 0).any():
         raise SiqmlError(f"none of the {len(table)} runs has test MSE (statuses: "
                          f"{', '.join(sorted(set(table['status'])))}); the run listing is in {out}/summary_runs.csv")
