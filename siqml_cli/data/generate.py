@@ -8,7 +8,7 @@ and renames the finished file into place.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Callable
@@ -86,6 +86,71 @@ def sample_water_dimer(rng: np.random.Generator, r_oh: tuple[float, float], angl
             return place_randomly(dimer, rng)
 
 
+# --------------------------------------------------------------------------- water dimer 1D cut
+
+#: The PBE/def2-SVP minimum of the water dimer, O_a H_a1 H_a2 O_b H_b1 H_b2 in Å: ASE BFGS on
+#: `label_dft` to fmax 0.01 eV/Å from the DATA.md frame, then moved rigidly so that O_a is at the
+#: origin, O_b on +x and the mirror plane is xz. O-O 2.836 Å, O-H...O 159.8°, E = -4151.37082 eV.
+WATER_DIMER_MINIMUM = np.array([
+    [0.0, 0.0, 0.0],
+    [0.9585103121, 0.0, 0.2269922189],
+    [-0.4227083078, 0.0, 0.8772296569],
+    [2.8359547789, 0.0, 0.0],
+    [2.7752740839, -0.7609417001, -0.6096101390],
+    [2.7752740839, 0.7609417001, -0.6096101390],
+])
+CUT_ATOM = 1                           # H_a1, the bridging hydrogen
+CUT_AXIS = np.array([1.0, 0.0, 0.0])   # x: the O_a -> O_b direction
+CUT_FIXED = [0, 2, 3, 4, 5]            # the atoms that stay at the minimum
+
+
+def cut_geometry(displacement: float) -> np.ndarray:
+    """The minimum with H_a1 moved by `displacement` Å along x: the cut in the reference frame."""
+    positions = WATER_DIMER_MINIMUM.copy()
+    positions[CUT_ATOM] += displacement * CUT_AXIS
+    return positions
+
+
+def sample_water_dimer_cut(rng: np.random.Generator, n: int, displacement: tuple[float, float]) -> np.ndarray:
+    """The paper's 1D cut (Table 4, Fig. 8): `n` evenly spaced displacements of H_a1 along x over
+    `displacement` (Å), everything else at the minimum; each configuration then placed randomly.
+
+    H_a1 is the hydrogen whose motion the H-bond shapes, and x the axis of the minimum's frame
+    closest to (here: along) O_a -> O_b; the configured range is where a coarse scan found the energy
+    rising by at least 0.5 eV above the cut's minimum on both sides.
+    """
+    return np.stack([place_randomly(cut_geometry(d), rng) for d in np.linspace(*displacement, n)])
+
+
+def align_on_minimum(positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Kabsch-align the five fixed atoms of (N, 6, 3) configurations onto `WATER_DIMER_MINIMUM`.
+
+    Returns the rotations (N, 3, 3), which turn vectors (forces) into the reference frame, and the
+    aligned positions (N, 6, 3), whose fixed atoms sit on the minimum for cut configurations.
+    """
+    ref = WATER_DIMER_MINIMUM[CUT_FIXED]
+    ref_centroid = ref.mean(axis=0)
+    centroid = positions[:, CUT_FIXED].mean(axis=1, keepdims=True)
+    u, _, vt = np.linalg.svd(np.swapaxes(positions[:, CUT_FIXED] - centroid, 1, 2) @ (ref - ref_centroid))
+    flip = np.ones((len(positions), 3))
+    flip[:, 2] = np.sign(np.linalg.det(u @ vt))  # a proper rotation, never a reflection
+    rotations = np.swapaxes((u * flip[:, None]) @ vt, 1, 2)
+    aligned = (positions - centroid) @ np.swapaxes(rotations, 1, 2) + ref_centroid
+    return rotations, aligned
+
+
+def cut_displacement(positions: np.ndarray) -> np.ndarray:
+    """Where (N, 6, 3) configurations lie on the cut, in Å, from their positions alone."""
+    _, aligned = align_on_minimum(positions)
+    return (aligned[:, CUT_ATOM] - WATER_DIMER_MINIMUM[CUT_ATOM]) @ CUT_AXIS
+
+
+def force_along_cut(positions: np.ndarray, forces: np.ndarray) -> np.ndarray:
+    """-dE/d(displacement): H_a1's force on the cut axis, in the reference frame (eV/Å)."""
+    rotations, _ = align_on_minimum(positions)
+    return np.einsum("nij,nj->ni", rotations, forces[:, CUT_ATOM]) @ CUT_AXIS
+
+
 # --------------------------------------------------------------------------- labels
 
 
@@ -137,6 +202,8 @@ class Generator:
     level_of_theory: str
     sample: Callable[..., np.ndarray]
     label: Callable[[tuple, np.ndarray], tuple[float, np.ndarray]]
+    whole_set: bool = False  # `sample(rng, n, ...)` draws all n at once (a cut), not one per call
+    attrs: dict = field(default_factory=dict)  # more provenance for the file's attributes
 
 
 GENERATORS = {
@@ -146,6 +213,10 @@ GENERATORS = {
                      sample_h2o, label_dft),
     "water_dimer": Generator("RKS PBE/def2-SVP (PySCF default grid, conv_tol 1e-10), analytic gradients",
                              sample_water_dimer, label_dft),
+    "water_dimer_cut": Generator("RKS PBE/def2-SVP (PySCF default grid, conv_tol 1e-10), analytic gradients",
+                                 sample_water_dimer_cut, label_dft, whole_set=True,
+                                 attrs={"reference_geometry": WATER_DIMER_MINIMUM, "cut_atom": CUT_ATOM,
+                                        "cut_axis": CUT_AXIS}),
 }
 
 
@@ -164,9 +235,11 @@ def _installed(name: str) -> bool:
 
 def sample(molecule: str, n: int, seed: int, params: dict) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    draw = GENERATORS[molecule].sample
-    return np.stack([draw(rng, **{k: tuple(v) if isinstance(v, list) else v for k, v in params.items()})
-                     for _ in range(n)])
+    generator = GENERATORS[molecule]
+    params = {k: tuple(v) if isinstance(v, list) else v for k, v in params.items()}
+    if generator.whole_set:
+        return generator.sample(rng, n, **params)
+    return np.stack([generator.sample(rng, **params) for _ in range(n)])
 
 
 def label_all(data: Dataset, molecule: str, out: Path) -> Dataset:
@@ -197,7 +270,7 @@ def generate(molecule: str, n: int, seed: int, params: dict, out: str | Path,
         positions = sample(molecule, n, seed, params)
     attrs = {"molecule": molecule, "level_of_theory": GENERATORS[molecule].level_of_theory,
              "generator": {"n": int(len(positions)), "seed": int(seed), **params},
-             "seed": int(seed), "versions": package_versions()}
+             "seed": int(seed), "versions": package_versions(), **GENERATORS[molecule].attrs}
     data = Dataset(species, positions, np.full(len(positions), np.nan), np.full(positions.shape, np.nan),
                    attrs, str(out))
     if partial.exists():

@@ -13,6 +13,7 @@ MOLECULE_SPECIES: dict[str, tuple[str, ...]] = {
     "lih": ("Li", "H"),
     "h2o": ("O", "H", "H"),
     "water_dimer": ("O", "H", "H", "O", "H", "H"),
+    "water_dimer_cut": ("O", "H", "H", "O", "H", "H"),
 }
 
 UNITS = {"positions": "Angstrom", "energies": "eV", "forces": "eV/Angstrom"}
