@@ -26,7 +26,7 @@ from qiskit.quantum_info import SparsePauliOp, Statevector
 from siqml_cli.backends import jobs
 from siqml_cli.backends.forcefield import BackendForceField
 from siqml_cli.backends.settings import backend_settings
-from siqml_cli.backends.shift import AngleCircuit, euler_angles
+from siqml_cli.backends.shift import AngleCircuit
 from siqml_cli.errors import SiqmlError
 from siqml_cli.forcefield import ForceField, LabelScaler
 from siqml_cli.models import blocks, build_model
@@ -77,8 +77,8 @@ def test_finite_difference_forces_are_a_named_option():
 
 def test_euler_angles_in_jax_equal_the_circuits():
     v = np.random.default_rng(3).normal(size=(50, 3))
-    np.testing.assert_allclose(np.asarray(euler_angles(jnp.asarray(v))), blocks.encoding_euler_angles(v),
-                               rtol=0, atol=1e-14)
+    np.testing.assert_allclose(np.asarray(blocks.encoding_euler_angles_jax(jnp.asarray(v))),
+                               blocks.encoding_euler_angles(v), rtol=0, atol=1e-14)
 
 
 def test_shift_rule_covers_shared_parameters_and_pauli_evolution_gates():

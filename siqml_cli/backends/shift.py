@@ -6,7 +6,8 @@ exp(-i a P / 2) in its angle a, or a U gate, which is RZ(phi) RY(theta) RZ(lambd
 For each, df/da = [f(a + pi/2) - f(a - pi/2)] / 2 exactly. So the circuit is rewritten with one
 free angle per gate occurrence (shared weights appear in several gates, each shifted on its own),
 and every angle is an affine function of the model's parameters. The chain rule then runs through
-the encoding angles: enc = EulerAngles(alpha * centre(positions)), differentiated with JAX.
+the encoding angles, enc = spec.encoding_function(weights)(positions) (a siVQLM's Euler angles of
+alpha * centre(positions), the generic VQLM's scaled features), differentiated with JAX.
 
 Only the gates that carry encoding angles are shifted for forces (the weights are fixed); one
 configuration's unshifted and shifted angles are rows of one parameter array, so all
@@ -96,31 +97,6 @@ class AngleCircuit:
         return parameter_values @ self.coefficients + self.offsets
 
 
-def euler_angles(v: jnp.ndarray) -> jnp.ndarray:
-    """JAX twin of `blocks.encoding_euler_angles` (same closed form), so the chain rule can differentiate it."""
-    r = jnp.linalg.norm(v, axis=-1)
-    safe_r = jnp.where(r > 0, r, 1.0)
-    s_over_r = jnp.where(r > 0, jnp.sin(safe_r / 2) / safe_r, 0.5)
-    a = jnp.cos(r / 2) - 1j * s_over_r * v[..., 2]
-    b = s_over_r * (v[..., 1] - 1j * v[..., 0])
-    theta = 2 * jnp.arctan2(jnp.abs(b), jnp.abs(a))
-    return jnp.stack([theta, jnp.angle(b) - jnp.angle(a), -jnp.angle(a) - jnp.angle(b)], axis=-1)
-
-
-def encoding_angle_function(spec: ModelSpec, alpha):
-    """positions (A, 3) -> the `enc` parameter values (in `enc` order), as in `spec.parameter_values`."""
-    vec_index = np.array([e.vector for e in spec.encoding])
-    scale_index = np.array([e.scale for e in spec.encoding])
-    signs = jnp.asarray([e.sign for e in spec.encoding])
-    scales = jnp.asarray(alpha)[:, scale_index] * signs[None, :]  # (D+1, n_enc)
-
-    def angles(positions):
-        x = spec.centre(positions[None])[0][vec_index]  # (n_enc, 3)
-        return euler_angles(scales[:, :, None] * x[None, :, :]).reshape(-1)
-
-    return angles
-
-
 @dataclass
 class Derivatives:
     """f and df/dpositions in the observable's units, with standard errors from the estimator."""
@@ -147,7 +123,7 @@ class ShiftPlan:
         self.enc_rows = np.array([j for j, n in enumerate(names) if n == "enc"])
         self.enc_index = np.array([p.index for p in parametric.parameters if p.vector.name == "enc"])
         self.shifted = np.flatnonzero(np.any(self.angles.coefficients[self.enc_rows] != 0, axis=0))
-        self._encoding_jacobian = jax.jit(jax.vmap(jax.jacfwd(encoding_angle_function(spec, weights["alpha"]))))
+        self._encoding_jacobian = jax.jit(jax.vmap(jax.jacfwd(spec.encoding_function(weights))))
 
     @property
     def circuit(self) -> QuantumCircuit:

@@ -1,9 +1,11 @@
-"""The siVQLMs of MODELS.md, one module per molecule, each filling in one `ModelSpec`."""
+"""The siVQLMs of MODELS.md, one module per molecule, each filling in one `ModelSpec`; and the generic
+VQLM baseline (`symmetry=none`, `generic.py`)."""
 
 from __future__ import annotations
 
 from siqml_cli.errors import SiqmlError
-from siqml_cli.models import h2o, lih, water_dimer
+from siqml_cli.models import generic, h2o, lih, water_dimer
+from siqml_cli.models.generic import GenericSpec
 from siqml_cli.models.spec import Coupling, Encoding, ModelSpec
 
 BUILDERS = {"lih": lih.build, "h2o": h2o.build, "water_dimer": water_dimer.build,
@@ -11,22 +13,30 @@ BUILDERS = {"lih": lih.build, "h2o": h2o.build, "water_dimer": water_dimer.build
 
 #: Symmetry settings each molecule supports. `full`: the molecule's whole group; `broken`: full
 #: plus the trainable SB(eps) layer; `rotation`: rotations only, no weight sharing between
-#: identical atoms (for LiH, which has no identical atoms, the same model as `full`).
-SYMMETRIES = {"lih": ("full", "broken", "rotation"), "h2o": ("full", "broken", "rotation"),
+#: identical atoms (for LiH, which has no identical atoms, the same model as `full`); `none`: the generic
+#: VQLM of Kiss et al. 2022, no symmetry built in (`generic.MOLECULES` only).
+SYMMETRIES = {"lih": ("full", "broken", "rotation", "none"), "h2o": ("full", "broken", "rotation", "none"),
               "water_dimer": ("full", "broken"), "water_dimer_cut": ("full", "broken")}
 
 
-def build_model(molecule: str, symmetry: str, layers: int, blocks: int) -> ModelSpec:
+def build_model(molecule: str, symmetry: str, layers: int, blocks: int, options=None) -> ModelSpec | GenericSpec:
+    """The model of `molecule` with `symmetry`; `options` (the `model` config, or a run's saved options) sets
+    the generic VQLM's features and scaling and is ignored by the siVQLMs."""
     if molecule not in BUILDERS:
         raise SiqmlError(f"no siVQLM for molecule '{molecule}' yet (its reference data can be made with `siqml data`); "
                          f"models exist for: {', '.join(sorted(BUILDERS))}")
+    if symmetry == "none" and molecule not in generic.MOLECULES:
+        raise SiqmlError(f"symmetry=none (the generic VQLM baseline) is not available for {molecule}, only for "
+                         f"{', '.join(generic.MOLECULES)}; choose one of {', '.join(SYMMETRIES[molecule])}")
     if symmetry not in SYMMETRIES[molecule]:
         raise SiqmlError(f"symmetry '{symmetry}' is not available for {molecule}; choose one of "
                          f"{', '.join(SYMMETRIES[molecule])}")
     for name, value in (("model.layers", layers), ("model.blocks", blocks)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise SiqmlError(f"{name} must be a positive integer, got {value!r}")
+    if symmetry == "none":
+        return generic.build(molecule, layers, blocks, options)
     return BUILDERS[molecule](layers, blocks, symmetry)
 
 
-__all__ = ["BUILDERS", "SYMMETRIES", "Coupling", "Encoding", "ModelSpec", "build_model"]
+__all__ = ["BUILDERS", "SYMMETRIES", "Coupling", "Encoding", "GenericSpec", "ModelSpec", "build_model"]

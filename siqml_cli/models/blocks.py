@@ -109,6 +109,20 @@ def encoding_euler_angles(v: np.ndarray) -> np.ndarray:
     return np.stack([theta, np.angle(b) - np.angle(a), -np.angle(a) - np.angle(b)], axis=-1)
 
 
+def encoding_euler_angles_jax(v):
+    """JAX twin of `encoding_euler_angles` (same closed form, safe to differentiate at v = 0), so the
+    chain rule of backend forces and QNN training can run through the encoding."""
+    import jax.numpy as jnp
+
+    r = jnp.linalg.norm(v, axis=-1)
+    safe_r = jnp.where(r > 0, r, 1.0)
+    s_over_r = jnp.where(r > 0, jnp.sin(safe_r / 2) / safe_r, 0.5)
+    a = jnp.cos(r / 2) - 1j * s_over_r * v[..., 2]
+    b = s_over_r * (v[..., 1] - 1j * v[..., 0])
+    theta = 2 * jnp.arctan2(jnp.abs(b), jnp.abs(a))
+    return jnp.stack([theta, jnp.angle(b) - jnp.angle(a), -jnp.angle(a) - jnp.angle(b)], axis=-1)
+
+
 def pauli_string(n_qubits: int, ops: dict[int, str]) -> np.ndarray:
     """Dense matrix of a Pauli string in Qiskit's qubit order (qubit 0 is the last tensor factor)."""
     return reduce(np.kron, [PAULI[ops.get(q, "I")] for q in reversed(range(n_qubits))])

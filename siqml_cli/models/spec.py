@@ -110,6 +110,36 @@ class ModelSpec:
             out["eps"] = rng.uniform(-0.5, 0.5, size=self.weight_shapes()["eps"])
         return out
 
+    # ------------------------------------------------------------------ data (the interface GenericSpec shares)
+
+    def fit(self, positions: np.ndarray) -> "ModelSpec":
+        """A siVQLM takes Cartesian positions as they are: nothing to fit on the training split."""
+        return self
+
+    def training_copies(self, positions: np.ndarray, energies: np.ndarray, forces: np.ndarray | None):
+        """The training set as given (the generic VQLM may add mirrored copies)."""
+        return positions, energies, forces
+
+    def options(self) -> dict:
+        """Build options beyond molecule, symmetry and sizes: none for a siVQLM."""
+        return {}
+
+    def encoding_function(self, weights: dict):
+        """positions (A, 3) -> the `enc` values (in `enc` order) that `parameter_values` computes, in JAX, so
+        backend forces and QNN training can differentiate them in positions and in the scales alpha."""
+        import jax.numpy as jnp
+
+        vec_index = np.array([e.vector for e in self.encoding])
+        scale_index = np.array([e.scale for e in self.encoding])
+        signs = jnp.asarray([e.sign for e in self.encoding])
+        scales = jnp.asarray(weights["alpha"])[:, scale_index] * signs[None, :]  # (D+1, n_enc)
+
+        def angles(positions):
+            x = self.centre(positions[None])[0][vec_index]  # (n_enc, 3)
+            return blocks.encoding_euler_angles_jax(scales[:, :, None] * x[None, :, :]).reshape(-1)
+
+        return angles
+
     # ------------------------------------------------------------------ Qiskit
 
     def observable(self) -> SparsePauliOp:

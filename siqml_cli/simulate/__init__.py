@@ -1,5 +1,13 @@
 """The fast path: a batched, differentiable JAX statevector simulator of exactly the Qiskit circuit."""
 
+from siqml_cli.models.generic import GenericSpec
+from siqml_cli.simulate.generic import GenericSimulator
 from siqml_cli.simulate.statevector import Simulator, expectation_and_gradient
 
-__all__ = ["Simulator", "expectation_and_gradient"]
+
+def make_simulator(spec, precision: str = "double") -> Simulator | GenericSimulator:
+    """The simulator of a model: `Simulator` for a siVQLM (`ModelSpec`), `GenericSimulator` for the generic VQLM."""
+    return GenericSimulator(spec, precision) if isinstance(spec, GenericSpec) else Simulator(spec, precision)
+
+
+__all__ = ["GenericSimulator", "Simulator", "expectation_and_gradient", "make_simulator"]

@@ -2,10 +2,11 @@
 
 The fast simulator trains by autodiff; here every value and every gradient comes from an Estimator
 V2 (Aer, exact or with shots, optionally with a noise model), so a model can be trained under shot
-noise or device noise. The QNN's inputs are the encoding angles (computed classically from the
-positions and the scales alpha) and its weights the Heisenberg and SB angles; the gradient with
-respect to alpha follows by the chain rule through the encoding angles (JAX). Energy loss only:
-force terms would need second derivatives from the device.
+noise or device noise. The QNN's inputs are the encoding angles (`spec.encoding_function`: computed
+classically from the positions and, for a siVQLM, the scales alpha) and its weights the circuit's
+other angles (Heisenberg and SB, or the generic VQLM's RY/RZ); the gradient with respect to alpha
+follows by the chain rule through the encoding angles (JAX). Energy loss only: force terms would need
+second derivatives from the device.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import pandas as pd
 
 from siqml_cli.backends.estimators import make_estimator, make_target
 from siqml_cli.backends.settings import BackendSettings
-from siqml_cli.backends.shift import encoding_angle_function
 from siqml_cli.errors import SiqmlError
 from siqml_cli.models.spec import ModelSpec
 from siqml_cli.train.loop import METRIC_COLUMNS, LoopSettings, TrainingSet, make_optimizer
@@ -59,31 +59,32 @@ class QnnModel:
                                 default_precision=precision, pass_manager=pass_manager,
                                 gradient=ParamShiftEstimatorGradient(estimator, pass_manager=pass_manager))
         self.enc_index = np.array([p.index for p in self.inputs])
+        self.circuit_weights = sorted({p.vector.name for p in self.weight_params})  # e.g. theta, eps
 
     def _weight_vector(self, weights: dict) -> np.ndarray:
-        flat = {name: np.ravel(np.asarray(weights[name], dtype=float)) for name in ("theta", "eps") if name in weights}
+        flat = {name: np.ravel(np.asarray(weights[name], dtype=float)) for name in self.circuit_weights}
         return np.array([flat[p.vector.name][p.index] for p in self.weight_params])
 
-    def _encodings(self, alpha, positions) -> jnp.ndarray:
-        return jax.vmap(encoding_angle_function(self.spec, alpha))(jnp.asarray(positions))[:, self.enc_index]
+    def _encodings(self, weights, positions) -> jnp.ndarray:
+        return jax.vmap(self.spec.encoding_function(weights))(jnp.asarray(positions))[:, self.enc_index]
 
     def loss_and_gradient(self, weights: dict, positions: np.ndarray, targets: np.ndarray) -> tuple[float, dict]:
         """Energy MSE (scaled units) and its gradient for every entry of `weights`."""
-        alpha = jnp.asarray(weights["alpha"], dtype=jnp.float64)
-        enc, enc_vjp = jax.vjp(lambda a: self._encodings(a, positions), alpha)
+        as_jax = {k: jnp.asarray(v, dtype=jnp.float64) for k, v in weights.items()}
+        enc, enc_vjp = jax.vjp(lambda w: self._encodings(w, positions), as_jax)
         inputs, w = np.asarray(enc), self._weight_vector(weights)
         f = self.qnn.forward(inputs, w)[:, 0]
         input_grad, weight_grad = self.qnn.backward(inputs, w)
         residual = 2 * (f - targets) / len(targets)
-        grads = {"alpha": np.asarray(enc_vjp(jnp.asarray(residual[:, None] * input_grad[:, 0, :]))[0])}
+        # through the encoding: alpha for a siVQLM; zeros for weights the encoding does not read
+        grads = {k: np.asarray(g) for k, g in enc_vjp(jnp.asarray(residual[:, None] * input_grad[:, 0, :]))[0].items()}
         flat_grad = residual @ weight_grad[:, 0, :]
-        for name in ("theta", "eps"):
-            if name in weights:
-                g = np.zeros(np.size(weights[name]))
-                for value, p in zip(flat_grad, self.weight_params):
-                    if p.vector.name == name:
-                        g[p.index] += value
-                grads[name] = g.reshape(np.shape(weights[name]))
+        for name in self.circuit_weights:
+            g = np.zeros(np.size(weights[name]))
+            for value, p in zip(flat_grad, self.weight_params):
+                if p.vector.name == name:
+                    g[p.index] += value
+            grads[name] = grads[name] + g.reshape(np.shape(weights[name]))
         return float(np.mean((f - targets) ** 2)), grads
 
 
