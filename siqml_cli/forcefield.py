@@ -16,8 +16,8 @@ import numpy as np
 
 from siqml_cli.data.io import atomic_path, write_text_atomic
 from siqml_cli.errors import SiqmlError
-from siqml_cli.models import ModelSpec, build_model
-from siqml_cli.simulate import Simulator, expectation_and_gradient
+from siqml_cli.models import GenericSpec, ModelSpec, build_model
+from siqml_cli.simulate import GenericSimulator, Simulator, expectation_and_gradient, make_simulator
 
 MODEL_FILE = "model.json"
 WEIGHTS_FILE = "weights.npz"
@@ -57,13 +57,14 @@ class LabelScaler:
 
 
 class ForceField:
-    """Energies and forces of a ModelSpec with given weights, batched and compiled once per chunk size."""
+    """Energies and forces of a model (siVQLM or generic VQLM) with given weights, batched and compiled once per
+    chunk size."""
 
-    def __init__(self, spec: ModelSpec, weights: dict, scaler: LabelScaler, chunk: int = 256,
-                 simulator: Simulator | None = None):
+    def __init__(self, spec: ModelSpec | GenericSpec, weights: dict, scaler: LabelScaler, chunk: int = 256,
+                 simulator: Simulator | GenericSimulator | None = None):
         self.spec = spec
         self.scaler = scaler
-        self.sim = simulator or Simulator(spec)
+        self.sim = simulator or make_simulator(spec)
         self.weights = {k: jnp.asarray(v, dtype=self.sim.real) for k, v in weights.items()}
         self.chunk = chunk
         self._predict = jax.jit(lambda w, x: expectation_and_gradient(self.sim, w, x))
@@ -91,7 +92,7 @@ class ForceField:
         folder = Path(folder)
         info = {"molecule": self.spec.name, "symmetry": self.spec.symmetry, "layers": self.spec.layers,
                 "blocks": self.spec.blocks, "species": list(self.spec.species), "scaler": asdict(self.scaler),
-                "n_trainable": self.spec.n_trainable(), **(extra or {})}
+                "n_trainable": self.spec.n_trainable(), "options": self.spec.options(), **(extra or {})}
         with atomic_path(folder / WEIGHTS_FILE) as tmp, open(tmp, "wb") as fh:
             np.savez(fh, **{k: np.asarray(v) for k, v in self.weights.items()})
         write_text_atomic(folder / MODEL_FILE, json.dumps(info, indent=2))
@@ -103,7 +104,7 @@ class ForceField:
             raise SiqmlError(f"{folder} is not a trained run (no {MODEL_FILE} and {WEIGHTS_FILE}); "
                              "give a folder written by `siqml train`")
         info = json.loads((folder / MODEL_FILE).read_text())
-        spec = build_model(info["molecule"], info["symmetry"], info["layers"], info["blocks"])
+        spec = build_model(info["molecule"], info["symmetry"], info["layers"], info["blocks"], info.get("options"))
         with np.load(folder / WEIGHTS_FILE) as npz:
             weights = {k: npz[k] for k in npz.files}
         return cls(spec, weights, LabelScaler(**info["scaler"]), **kwargs)

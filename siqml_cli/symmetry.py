@@ -17,7 +17,7 @@ from scipy.spatial.transform import Rotation
 from siqml_cli.data.generate import GENERATORS, sample
 from siqml_cli.errors import SiqmlError
 from siqml_cli.models import ModelSpec, build_model
-from siqml_cli.simulate import Simulator, expectation_and_gradient
+from siqml_cli.simulate import Simulator, expectation_and_gradient, make_simulator
 
 TOLERANCE = 1e-10
 #: identical-atom exchanges per molecule, as atom permutations
@@ -68,6 +68,12 @@ def invariance_errors(spec: ModelSpec, sim: Simulator, weights: dict, positions:
 
 def expected_invariances(spec: ModelSpec) -> dict[str, bool]:
     """Which checks must hold exactly for this model (finite differences hold to ~1e-8 only)."""
+    if spec.symmetry == "none":  # generic VQLM: distances and angles are O(3) invariant, nothing else is
+        o3 = spec.features == "internal"
+        exact = {"rotation (energy)": o3, "rotation (forces equivariant)": o3, "rotation about z": o3,
+                 "reflection x -> -x": o3, "inversion r -> -r": o3, "translation": True, "sum of forces = 0": True,
+                 "forces = -finite difference": True}
+        return {**exact, **{f"exchange {name}": False for name in EXCHANGES.get(spec.name, {})}}
     eps_on = spec.symmetry_breaking
     exact = {"rotation (energy)": not eps_on, "rotation (forces equivariant)": not eps_on,
              "rotation about z": True, "reflection x -> -x": not eps_on,
@@ -79,7 +85,7 @@ def expected_invariances(spec: ModelSpec) -> dict[str, bool]:
 
 
 def symmetry_table(spec: ModelSpec, weights: dict, positions: np.ndarray, seed: int = 0) -> pd.DataFrame:
-    sim = Simulator(spec)
+    sim = make_simulator(spec)
     errors = invariance_errors(spec, sim, weights, positions, seed)
     expected = expected_invariances(spec)
     rows = []
@@ -97,7 +103,7 @@ def model_and_weights(cfg: DictConfig) -> tuple[ModelSpec, dict]:
     trained run's own model and weights (read once)."""
     molecule, choice, seed = cfg.molecule.name, str(cfg.weights), int(cfg.seed)
     if choice in ("random", "init"):
-        spec = build_model(molecule, cfg.symmetry.name, cfg.model.layers, cfg.model.blocks)
+        spec = build_model(molecule, cfg.symmetry.name, cfg.model.layers, cfg.model.blocks, cfg.model)
         return spec, spec.random_weights(seed) if choice == "random" else spec.init_weights(seed)
     from siqml_cli.forcefield import ForceField
 
@@ -115,8 +121,11 @@ def check_symmetry_command(cfg: DictConfig) -> None:
         raise SiqmlError(f"no configuration sampler for '{molecule}'")
     params = {k: list(v) for k, v in cfg.molecule.generate.params.items()}
     positions = sample(molecule, int(cfg.n_configs), int(cfg.seed), params)
+    if str(cfg.weights) in ("random", "init"):  # a trained run keeps its own feature scaling
+        spec = spec.fit(positions)
     table = symmetry_table(spec, weights, positions, int(cfg.seed))
-    print(f"{spec.name} siVQLM, symmetry={spec.symmetry}, D={spec.layers}, B={spec.blocks}, "
+    kind = f"generic VQLM ({spec.features} features)" if spec.symmetry == "none" else "siVQLM"
+    print(f"{spec.name} {kind}, symmetry={spec.symmetry}, D={spec.layers}, B={spec.blocks}, "
           f"weights={cfg.weights}, {len(positions)} random configurations")
     print(table.to_string(index=False, formatters={"max relative error": "{:.2e}".format,
                                                    "tolerance": "{:.0e}".format}))

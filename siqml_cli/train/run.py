@@ -27,7 +27,7 @@ from siqml_cli.forcefield import ForceField, LabelScaler
 from siqml_cli.models import build_model
 from siqml_cli.paths import resolve_input
 from siqml_cli.report import figures, tables
-from siqml_cli.simulate import Simulator
+from siqml_cli.simulate import make_simulator
 from siqml_cli.train.loop import LoopSettings, TrainingSet, run_loop
 
 RUN_FILE = "run.json"
@@ -116,7 +116,7 @@ def train_run(cfg: DictConfig, folder: Path, resume: bool = False, progress: boo
     settings = loop_settings(cfg)
     sigma = _number(cfg, "noise.sigma")
     train_fraction = _number(cfg, "data.train_fraction", high=1.0, open_low=True)
-    spec = build_model(molecule, cfg.symmetry.name, cfg.model.layers, cfg.model.blocks)
+    spec = build_model(molecule, cfg.symmetry.name, cfg.model.layers, cfg.model.blocks, cfg.model)
     precision = OmegaConf.select(cfg, "train.precision")
     if precision not in ("double", "single"):
         raise SiqmlError(f"train.precision must be 'double' or 'single', got {precision!r}")
@@ -129,10 +129,12 @@ def train_run(cfg: DictConfig, folder: Path, resume: bool = False, progress: boo
     folder.mkdir(parents=True, exist_ok=True)
     split = split_indices(len(data), train_fraction, settings.seed)
     train_set, test_set = data.subset(split.train), data.subset(split.test)
+    spec = spec.fit(train_set.positions)  # the generic VQLM's feature scaling; a siVQLM has nothing to fit
     labels = noisy_energies(train_set.energies, sigma, settings.seed)
     scaler = LabelScaler.fit(labels, spec.observable_range, margin)
-    forces = train_set.forces / scaler.slope if settings.force_weight > 0 else np.zeros_like(train_set.positions)
-    training = TrainingSet(train_set.positions, scaler.to_model(labels), forces)
+    forces = train_set.forces / scaler.slope if settings.force_weight > 0 else None
+    positions, energies, forces = spec.training_copies(train_set.positions, scaler.to_model(labels), forces)
+    training = TrainingSet(positions, energies, np.zeros_like(positions) if forces is None else forces)
 
     write_text_atomic(folder / CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))
     with atomic_path(folder / SPLIT_FILE) as tmp, open(tmp, "wb") as fh:
@@ -141,7 +143,7 @@ def train_run(cfg: DictConfig, folder: Path, resume: bool = False, progress: boo
                  n_train=len(split.train), n_test=len(split.test), n_trainable=spec.n_trainable(),
                  started=datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
-    sim = Simulator(spec, precision)
+    sim = make_simulator(spec, precision)
     t0 = time.perf_counter()
     if backend.kind == "statevector":
         weights, metrics, per_step = run_loop(sim, training, spec.init_weights(settings.seed), settings, folder,
