@@ -27,6 +27,7 @@ from siqml_cli.forcefield import ForceField, LabelScaler
 from siqml_cli.models import build_model
 from siqml_cli.paths import resolve_input
 from siqml_cli.report import figures, tables
+from siqml_cli.report.tables import RELEVANT
 from siqml_cli.simulate import make_simulator
 from siqml_cli.train.loop import LoopSettings, TrainingSet, run_loop
 
@@ -110,21 +111,45 @@ def load_training_data(cfg: DictConfig, molecule: str, need_forces: bool) -> Dat
     return data
 
 
-def train_run(cfg: DictConfig, folder: Path, resume: bool = False, progress: bool = True) -> dict:
-    """Train, evaluate and write the results folder; returns the summary written to run.json."""
-    molecule = cfg.molecule.name
-    settings = loop_settings(cfg)
-    sigma = _number(cfg, "noise.sigma")
-    train_fraction = _number(cfg, "data.train_fraction", high=1.0, open_low=True)
-    spec = build_model(molecule, cfg.symmetry.name, cfg.model.layers, cfg.model.blocks, cfg.model)
+@dataclass(frozen=True)
+class RunSettings:
+    """Every value of a training config, checked: what `train_run` needs besides the data."""
+
+    loop: LoopSettings
+    sigma: float
+    train_fraction: float
+    spec: object  # the model (a siVQLM ModelSpec or a generic VQLM)
+    precision: str
+    backend: object
+    margin: float
+    window: float | None
+
+
+def checked_settings(cfg: DictConfig) -> RunSettings:
+    """The config's values, or a SiqmlError naming the first bad one; cheap, so `siqml train` checks a
+    sweep's (or an experiment's) values once before any job starts."""
     precision = OmegaConf.select(cfg, "train.precision")
     if precision not in ("double", "single"):
         raise SiqmlError(f"train.precision must be 'double' or 'single', got {precision!r}")
+    window = OmegaConf.select(cfg, "data.relevant_window")
+    return RunSettings(
+        loop=loop_settings(cfg), sigma=_number(cfg, "noise.sigma"),
+        train_fraction=_number(cfg, "data.train_fraction", high=1.0, open_low=True),
+        spec=build_model(cfg.molecule.name, cfg.symmetry.name, cfg.model.layers, cfg.model.blocks, cfg.model),
+        precision=precision, backend=backend_settings(OmegaConf.select(cfg, "backend")),
+        margin=_number(cfg, "model.output_margin", high=0.49),
+        window=None if window is None else _number(cfg, "data.relevant_window", open_low=True))
+
+
+def train_run(cfg: DictConfig, folder: Path, resume: bool = False, progress: bool = True) -> dict:
+    """Train, evaluate and write the results folder; returns the summary written to run.json."""
+    molecule = cfg.molecule.name
+    checked = checked_settings(cfg)
+    settings, sigma, spec, precision = checked.loop, checked.sigma, checked.spec, checked.precision
+    train_fraction, backend, margin, window = checked.train_fraction, checked.backend, checked.margin, checked.window
     data = load_training_data(cfg, molecule, settings.force_weight > 0)
-    backend = backend_settings(OmegaConf.select(cfg, "backend"))
     if backend.kind != "statevector" and resume:
         raise SiqmlError("a run trained on a Qiskit backend cannot be resumed; start it again")
-    margin = _number(cfg, "model.output_margin", high=0.49)
 
     folder.mkdir(parents=True, exist_ok=True)
     split = split_indices(len(data), train_fraction, settings.seed)
@@ -156,11 +181,24 @@ def train_run(cfg: DictConfig, folder: Path, resume: bool = False, progress: boo
 
     forcefield = ForceField(spec, weights, scaler, simulator=sim if precision == "double" else None)
     forcefield.save(folder, extra={"data": str(data.source), "noise_sigma": sigma, "seed": settings.seed})
-    summary = write_results(folder, forcefield, metrics, {"train": train_set, "test": test_set}, molecule)
+    splits = {"train": train_set, "test": test_set}
+    if window is not None:
+        splits[RELEVANT] = relevant_subset(test_set, train_set, window)
+    summary = write_results(folder, forcefield, metrics, splits, molecule)
     summary.update(train_seconds=round(train_seconds, 3), seconds_per_step=per_step, steps=settings.steps,
                    machine=platform.processor() or platform.machine())
     write_status(folder, "complete", **summary)
     return summary
+
+
+def relevant_subset(test: Dataset, train: Dataset, window: float) -> Dataset:
+    """Test configurations within `window` eV of the lowest training energy: the low-energy region MD
+    visits (the paper's "relevant" LiH test set, which drops the high-energy short-bond points)."""
+    keep = np.flatnonzero(test.energies <= np.min(train.energies) + window)
+    if len(keep) == 0:
+        raise SiqmlError(f"no test configuration lies within data.relevant_window={window} eV of the lowest "
+                         "training energy; widen the window or set it to null")
+    return test.subset(keep)
 
 
 def write_results(folder: Path, forcefield: ForceField, metrics: pd.DataFrame, splits: dict[str, Dataset],
@@ -178,13 +216,16 @@ def write_results(folder: Path, forcefield: ForceField, metrics: pd.DataFrame, s
     table = tables.mse_table(results)
     tables.write_mse_tables(table, folder)
     figures.plot_loss_curves(metrics, folder / "loss.png")
-    figures.plot_energy_parity({k: r["energy_pred"] for k, r in results.items()},
-                               {k: r["energy_ref"] for k, r in results.items()}, folder / "energy_parity.png")
-    if all(r["forces_ref"] is not None for r in results.values()):
-        figures.plot_force_parity({k: r["forces_pred"] for k, r in results.items()},
-                                  {k: r["forces_ref"] for k, r in results.items()}, folder / "force_parity.png")
+    shown = {k: r for k, r in results.items() if k != RELEVANT}  # the subset would only repeat test points
+    figures.plot_energy_parity({k: r["energy_pred"] for k, r in shown.items()},
+                               {k: r["energy_ref"] for k, r in shown.items()}, folder / "energy_parity.png")
+    if all(r["forces_ref"] is not None for r in shown.values()):
+        figures.plot_force_parity({k: r["forces_pred"] for k, r in shown.items()},
+                                  {k: r["forces_ref"] for k, r in shown.items()}, folder / "force_parity.png")
     if molecule == "lih":
         plot_lih(folder, forcefield, splits)
+    if molecule == "water_dimer_cut":
+        plot_cut(folder, forcefield, splits)
     return {"mse": {col: {row: _json_number(table.loc[row, col]) for row in table.index} for col in table.columns},
             "test_energy_variance": float(np.var(test.energies)),
             "test_force_variance": float(np.var(test.forces)) if test.forces is not None else None}
@@ -205,6 +246,23 @@ def plot_lih(folder: Path, forcefield: ForceField, splits: dict[str, Dataset]) -
     figures.plot_lih_curve(d_all, np.concatenate([train.energies, test.energies]), grid, energy, folder / "lih_curve.png",
                            forces_ref=ref_force, forces_pred_grid=figures.force_along_bond(positions, forces),
                            bond_train=bond(train.positions))
+
+
+def plot_cut(folder: Path, forcefield: ForceField, splits: dict[str, Dataset]) -> None:
+    """The learned water dimer cut and the force along it (Fig. 8), against the reference points."""
+    from siqml_cli.data.generate import cut_displacement, cut_geometry, force_along_cut
+
+    test, train = splits["test"], splits["train"]
+    ref_pos = np.concatenate([train.positions, test.positions])
+    x_ref = cut_displacement(ref_pos)
+    grid = np.linspace(x_ref.min(), x_ref.max(), 200)
+    positions = np.stack([cut_geometry(x) for x in grid])
+    energy, forces = forcefield.predict(positions)
+    ref_force = None if test.forces is None else force_along_cut(ref_pos, np.concatenate([train.forces, test.forces]))
+    figures.plot_cut_curve(x_ref, np.concatenate([train.energies, test.energies]), grid, energy,
+                           folder / "cut_curve.png", forces_ref=ref_force,
+                           forces_pred_grid=force_along_cut(positions, forces),
+                           disp_train=cut_displacement(train.positions))
 
 
 def _json_number(value) -> float | None:
