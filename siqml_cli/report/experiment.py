@@ -264,6 +264,8 @@ def plot_experiment(kind: str | None, folder: Path, runs: list[ArmRun], arms: li
         lih_figure({labels[a]: _forcefield(r) for a, r in chosen.items()}, _reference(chosen), path)
     elif kind == "parity":
         figures.plot_model_parity({labels[a]: _test_predictions(r) for a, r in chosen.items()}, path)
+    elif kind == "cut":
+        cut_figure({labels[a]: _forcefield(r) for a, r in chosen.items()}, _reference(chosen), path)
     else:
         return None
     return path.name
@@ -298,6 +300,23 @@ def lih_figure(forcefields: dict, reference, path: Path) -> None:
     reference_force = None if reference.forces is None else figures.force_along_bond(reference.positions,
                                                                                       reference.forces)
     figures.plot_curves("Li–H bond length (Å)", "LiH potential energy curve", grid, curves, bond,
+                        reference.energies, reference_force, path)
+
+
+def cut_figure(forcefields: dict, reference, path: Path) -> None:
+    """Fig. 8: every model's energy and force on H_a1 along the water dimer cut, over the reference points.
+    The grid is in the minimum's own frame (with SB(eps) a model is not rotation invariant)."""
+    from siqml_cli.data.generate import cut_displacement, cut_geometry, force_along_cut
+
+    x_ref = cut_displacement(reference.positions)
+    grid = np.linspace(x_ref.min(), x_ref.max(), 200)
+    positions = np.stack([cut_geometry(x) for x in grid])
+    curves = {}
+    for label, forcefield in forcefields.items():
+        energies, forces = forcefield.predict(positions)
+        curves[label] = (energies, force_along_cut(positions, forces))
+    reference_force = None if reference.forces is None else force_along_cut(reference.positions, reference.forces)
+    figures.plot_curves("H$_{a1}$ displacement along the cut (Å)", "Water dimer 1D cut", grid, curves, x_ref,
                         reference.energies, reference_force, path)
 
 
