@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from scipy.spatial.transform import Rotation
 
-from siqml_cli.data import read_dataset
+from siqml_cli.data import Dataset, read_dataset, write_dataset
 from siqml_cli.paths import REPO_ROOT
 
 SHORT = ["train.steps=30", "train.checkpoint_every=10"]
@@ -119,6 +119,16 @@ def _nan_file(tmp_path):
     return path
 
 
+def _mixed_dimer_file(tmp_path):
+    """Water dimer configurations written with both oxygens first: O, O, H, H, H, H."""
+    data = read_dataset(REPO_ROOT / "data" / "water_dimer.h5").subset(np.arange(5))
+    order = [0, 3, 1, 2, 4, 5]
+    path = tmp_path / "mixed.extxyz"
+    write_dataset(Dataset(tuple(data.species[i] for i in order), data.positions[:, order], data.energies,
+                          data.forces[:, order]), path)
+    return path
+
+
 @pytest.mark.parametrize("args, message", [
     ([], "+molecule is missing"),
     (["+molecule=benzene"], "unknown molecule 'benzene'"),
@@ -130,9 +140,13 @@ def _nan_file(tmp_path):
     (["+molecule=lih", "data.path=/nonexistent/file.h5"], "does not exist"),
     (["+molecule=h2o", "data.path=data/lih.h5"], "atoms are Li-H but molecule 'h2o' needs O-H-H"),
     (["+molecule=lih", "NAN_FILE"], "NaN or infinite coordinates"),
+    (["+molecule=water_dimer", "MIXED_DIMER"], "atoms are O-O-H-H-H-H but molecule 'water_dimer' needs O-H-H-O-H-H"),
+    (["+molecule=h2o", "symmetry=none", "model.features=polar"], "model.features"),
+    (["+molecule=water_dimer", "symmetry=none"], "symmetry=none (the generic VQLM baseline) is not available for water_dimer"),
 ])
 def test_bad_input_is_one_line_and_leaves_no_results_folder(siqml, tmp_path, args, message):
-    args = [f"data.path={_nan_file(tmp_path)}" if a == "NAN_FILE" else a for a in args]
+    files = {"NAN_FILE": _nan_file, "MIXED_DIMER": _mixed_dimer_file}
+    args = [f"data.path={files[a](tmp_path)}" if a in files else a for a in args]
     run_dir = tmp_path / "run"
     steps = [] if any(a.startswith("train.steps") for a in args) else ["train.steps=1"]
     result = siqml("train", *args, f"hydra.run.dir={run_dir}", *steps)
