@@ -145,7 +145,6 @@ class GenericSpec:
     feature_min: tuple[float, ...] | None = None
     feature_max: tuple[float, ...] | None = None
     symmetry: str = "none"
-    symmetry_breaking: bool = False
 
     # ------------------------------------------------------------------ sizes
 
