@@ -210,8 +210,8 @@ def test_check_symmetry_marks_what_the_generic_model_lacks(siqml):
     assert "broken (as designed)" in exchange
 
 
-def test_water_dimer_has_no_generic_model(siqml):
-    result = siqml("train", "+molecule=water_dimer", "symmetry=none", "train.steps=1")
+def test_water_dimer_has_no_generic_model(siqml, tmp_path):
+    result = siqml("train", "+molecule=water_dimer", "symmetry=none", "train.steps=1", f"hydra.run.dir={tmp_path / 'r'}")
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "symmetry=none" in lines[0] and "water_dimer" in lines[0], result.stderr
