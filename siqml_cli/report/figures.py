@@ -1,4 +1,5 @@
-"""Figures for training runs: loss curves, energy/force parity plots and the LiH bond curve (cf. Figs. 4, 8).
+"""Figures for training runs: loss curves, energy/force parity plots, the LiH bond curve and the water
+dimer cut (cf. Figs. 4, 8).
 
 Inputs are in physical units (eV, eV/Å, Å); errors are shown in meV and meV/Å. Uses the Agg backend
 so it runs headless, closes every figure after saving, and saves atomically (temp file + os.replace).
@@ -127,32 +128,51 @@ def plot_lih_curve(bond_ref, energy_ref, bond_grid, energy_pred_grid, path,
     Forces are the 1D force along the bond, -dE/dr in eV/Å, shape (N,) (see `force_along_bond`).
     `bond_train` marks which bond lengths the model was trained on (vertical ticks on the energy panel).
     """
+    _plot_curve(bond_ref, energy_ref, bond_grid, energy_pred_grid, path, forces_ref, forces_pred_grid, bond_train,
+                "LiH potential energy curve", "Li–H bond length (Å)", "force along bond, $-dE/dr$ (eV/Å)", "model")
+
+
+def plot_cut_curve(disp_ref, energy_ref, disp_grid, energy_pred_grid, path,
+                   forces_ref=None, forces_pred_grid=None, disp_train=None) -> None:
+    """The water dimer 1D cut (Fig. 8): energy and -dE/dx of H_a1 against its displacement along x.
+
+    The model line is predicted on cut configurations in the reference frame of the minimum, not
+    randomly rotated like the data: with SB(eps) the model is not invariant, and this is its
+    prediction in that one orientation.
+    """
+    _plot_curve(disp_ref, energy_ref, disp_grid, energy_pred_grid, path, forces_ref, forces_pred_grid, disp_train,
+                "Water dimer 1D cut", "H$_{a1}$ displacement along x (Å)",
+                "force on H$_{a1}$ along x, $-dE/dx$ (eV/Å)", "model (reference frame)")
+
+
+def _plot_curve(x_ref, energy_ref, x_grid, energy_pred_grid, path, forces_ref, forces_pred_grid, x_train,
+                title: str, xlabel: str, force_label: str, model_label: str) -> None:
     with_forces = forces_ref is not None or forces_pred_grid is not None
     fig, axes = plt.subplots(2 if with_forces else 1, 1, sharex=True, squeeze=False,
                              figsize=(6, 6.5 if with_forces else 4))
     ax_e = axes[0, 0]
-    ax_e.plot(bond_grid, energy_pred_grid, color="C0", lw=1.5, label="model")
-    ax_e.scatter(bond_ref, energy_ref, color="k", s=14, zorder=3, label="reference")
-    if bond_train is not None:  # on every panel: errors between the marks are interpolation
+    ax_e.plot(x_grid, energy_pred_grid, color="C0", lw=1.5, label=model_label)
+    ax_e.scatter(x_ref, energy_ref, color="k", s=14, zorder=3, label="reference")
+    if x_train is not None:  # on every panel: errors between the marks are interpolation
         for ax in axes[:, 0]:
-            ax.plot(np.asarray(bond_train, float).ravel(), np.full(np.size(bond_train), 0.02), "|", color="C2",
+            ax.plot(np.asarray(x_train, float).ravel(), np.full(np.size(x_train), 0.02), "|", color="C2",
                     ms=10, transform=ax.get_xaxis_transform(), label="training points")
     ax_e.set_ylabel("energy (eV)")
-    ax_e.set_title("LiH potential energy curve")
+    ax_e.set_title(title)
     ax_e.legend()
     ax_e.grid(True, alpha=0.3)
     if with_forces:
         ax_f = axes[1, 0]
         if forces_pred_grid is not None:
-            ax_f.plot(bond_grid, np.asarray(forces_pred_grid, float).ravel(), color="C0", lw=1.5, label="model")
+            ax_f.plot(x_grid, np.asarray(forces_pred_grid, float).ravel(), color="C0", lw=1.5, label=model_label)
         if forces_ref is not None:
-            ax_f.scatter(bond_ref, np.asarray(forces_ref, float).ravel(), color="k", s=14, zorder=3,
+            ax_f.scatter(x_ref, np.asarray(forces_ref, float).ravel(), color="k", s=14, zorder=3,
                          label="reference")
         ax_f.axhline(0.0, color="0.5", lw=0.8)
-        ax_f.set_ylabel("force along bond, $-dE/dr$ (eV/Å)")
+        ax_f.set_ylabel(force_label)
         ax_f.legend()
         ax_f.grid(True, alpha=0.3)
-    axes[-1, 0].set_xlabel("Li–H bond length (Å)")
+    axes[-1, 0].set_xlabel(xlabel)
     fig.tight_layout()
     _save(fig, path)
 
