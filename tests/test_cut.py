@@ -102,7 +102,7 @@ def test_plot_cut_curve(tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.mark.slow  # ~1-2 min: compiling the 12-qubit model
+@pytest.mark.slow  # ~20-60 s: compiles the 12-qubit model
 def test_train_on_the_cut_draws_its_curve(tmp_path, siqml):
     result = siqml("train", "+molecule=water_dimer_cut", "train.steps=5", f"hydra.run.dir={tmp_path}", timeout=600)
     assert result.returncode == 0, result.stderr
