@@ -35,6 +35,12 @@ def _save(fig, path) -> None:
         plt.close(fig)
 
 
+def _relative_energy_label(which: str, zero: float) -> str:
+    """Energies are drawn relative to the lowest reference energy: absolute DFT energies (~ -4151 eV for
+    the dimer) differ only in the last digits, and their tick labels would overlap."""
+    return f"{which} energy − ({zero:.3f} eV)"
+
+
 def _diagonal(ax, values) -> None:
     """y = x over the data range, with equal limits so deviations from parity are not distorted."""
     lo, hi = float(np.min(values)), float(np.max(values))
@@ -73,14 +79,15 @@ def plot_energy_parity(pred: dict[str, np.ndarray], ref: dict[str, np.ndarray], 
     """Predicted vs reference energy per split; the legend carries each split's RMSE in meV."""
     fig, ax = plt.subplots(figsize=(5, 5))
     values = []
+    zero = min(float(np.min(e)) for e in ref.values())
     for split, e_pred in pred.items():
         e_pred, e_ref = np.asarray(e_pred, float).ravel(), np.asarray(ref[split], float).ravel()
-        ax.scatter(e_ref, e_pred, s=14, alpha=0.7,
+        ax.scatter(e_ref - zero, e_pred - zero, s=14, alpha=0.7,
                    label=f"{split} (RMSE {_rmse_milli(e_pred, e_ref):.3g} meV)")
-        values += [e_pred, e_ref]
+        values += [e_pred - zero, e_ref - zero]
     _diagonal(ax, np.concatenate(values))
-    ax.set_xlabel("reference energy (eV)")
-    ax.set_ylabel("predicted energy (eV)")
+    ax.set_xlabel(_relative_energy_label("reference", zero))
+    ax.set_ylabel(_relative_energy_label("predicted", zero))
     ax.set_title("Energy parity")
     ax.legend(loc="upper left")
     ax.grid(True, alpha=0.3)
@@ -285,11 +292,12 @@ def plot_model_parity(predictions: dict, path) -> None:
     fig, axes = plt.subplots(2 if with_forces else 1, n, squeeze=False, figsize=(4 * n, 7.5 if with_forces else 4))
     for k, (label, (ref, energies, forces)) in enumerate(predictions.items()):
         ax = axes[0, k]
-        ax.scatter(ref.energies, energies, s=6, alpha=0.6)
-        _diagonal(ax, np.concatenate([ref.energies, energies]))
+        zero = float(np.min(ref.energies))
+        ax.scatter(ref.energies - zero, energies - zero, s=6, alpha=0.6)
+        _diagonal(ax, np.concatenate([ref.energies, energies]) - zero)
         ax.set_title(f"{label}\nenergy RMSE {_rmse_milli(energies, ref.energies):.1f} meV")
-        ax.set_xlabel("reference energy (eV)")
-        ax.set_ylabel("predicted energy (eV)")
+        ax.set_xlabel(_relative_energy_label("reference", zero))
+        ax.set_ylabel(_relative_energy_label("predicted", zero))
         if with_forces:
             ax = axes[1, k]
             ax.scatter(ref.forces.ravel(), forces.ravel(), s=3, alpha=0.4)
