@@ -1,13 +1,28 @@
-"""Batched statevector simulation of a `ModelSpec` in JAX.
+"""Batched statevector simulation of a `ModelSpec` in JAX, as a short chain of real matrix products.
 
-Structure used for speed: the trainable layers do not depend on the data, so the gates of each
-layer (all its orbit gates, over its B blocks) are fused, once per step, into a few dense unitaries
-on at most `FUSE_QUBITS` qubits each (`fuse_layer`): for the 4-qubit models that is one 16 x 16
-matrix per layer, for the 12-qubit water dimer one 16 x 16 on the oxygens and one 64 x 64 per
-molecule. Each is applied to the whole batch as one matrix product. The encoding gates differ per
-configuration and are applied qubit by qubit as fused elementwise updates. Amplitudes are indexed
-as in Qiskit (qubit 0 is the least significant bit), so the state equals `Statevector` of the
-bound circuit.
+Why this shape (measured with XLA on CPU): a dense matrix product over the batch runs near the
+machine's multiply speed, a real product about twice as fast as a complex one of the same size, and
+a transpose of the state costs about a quarter of a 64 x 64 product; elementwise per-qubit updates,
+small complex products and chains of them are slow, and slow to compile. So:
+
+- the state is real, (N, 2^n * 2): each complex amplitude is an interleaved (re, im) pair, and a
+  complex gate on k qubits is applied as its real 2^(k+1) x 2^(k+1) form to the k least significant
+  qubits; `plan` tracks the qubit order at trace time and transposes the state only when an
+  operation's qubits are not already the lowest ones (the water dimer: 3 transposes per layer);
+- each trainable layer is fused, once per step, into few dense unitaries on at most `FUSE_QUBITS`
+  qubits (`fuse_layer`), built by applying its gates to an identity;
+- SB(eps) = prod_q RZ_q(eps) commutes with every Heisenberg gate, so it is folded into the
+  per-qubit encoding gates that follow it;
+- the per-configuration encoding gates are merged into gates on chunks of up to
+  `MAX_ENCODING_CHUNK` qubits, one batched product each; when the state is large, the chunk on the
+  first block's qubits is multiplied into that block of the next layer;
+- the encoding of layer 0 (and the first block, when it acts on whole singlets) is applied to the
+  factors of the initial product state, before it is expanded.
+
+For the 12-qubit water dimer a layer is 5 products (the O-O block times the previous O encodings,
+one 64 x 64 block per molecule, the H encodings of each molecule). Amplitudes of `states` are
+indexed as in Qiskit (qubit 0 is the least significant bit), so they equal `Statevector` of the
+bound circuit (up to the global phase of its U gates).
 """
 
 from __future__ import annotations
@@ -25,11 +40,15 @@ from siqml_cli.models.spec import ModelSpec, orbit_components
 
 jax.config.update("jax_enable_x64", True)
 
-#: largest support of a fused block: a 64 x 64 unitary costs 64 multiply-adds per amplitude, which
-#: is less than the memory passes of the separate gates it replaces
+#: largest support of a fused block: a 64 x 64 unitary (real 128 x 128) is the size at which the
+#: products run fastest per multiply-add here, and it holds one water molecule
 FUSE_QUBITS = 6
-#: at most this many neighbouring qubits' encoding gates are applied as one per-configuration gate
+#: largest support of a merged per-configuration encoding gate: bigger ones cost more to apply than
+#: the separate products they replace
 MAX_ENCODING_CHUNK = 4
+#: up to this many qubits, a per-configuration gate is applied as an elementwise multiply-and-sum:
+#: the state is so small that a batched matrix product costs more in overhead than in work
+SMALL_STATE_QUBITS = 4
 
 
 def enable_compilation_cache() -> None:
@@ -44,7 +63,8 @@ def enable_compilation_cache() -> None:
 class FusedBlock:
     """Consecutive gates of a layer fused into one unitary on `qubits` (sorted).
 
-    `gates` lists (block repetition b, weight index, generator on these qubits) in the order applied.
+    `gates` lists (block repetition b, weight index, pairs of the gate's orbit component) in the
+    order applied.
     """
 
     qubits: tuple[int, ...]
@@ -81,23 +101,100 @@ def fuse_layer(spec: ModelSpec, max_qubits: int = FUSE_QUBITS) -> list[FusedBloc
                 del fused[k]
                 merged = True
                 break
-    out = []
-    for qubits, gates in fused:
-        order = tuple(sorted(qubits))
-        local = {q: i for i, q in enumerate(order)}
-        out.append(FusedBlock(order, [(b, w, blocks.heisenberg_generator(
-            len(order), [(local[i], local[j]) for i, j in pairs])) for b, w, pairs in gates]))
-    return out
+    return [FusedBlock(tuple(sorted(qubits)), gates) for qubits, gates in fused]
 
 
-def group_pairs(pairs, supports) -> list[tuple[tuple[int, ...], list]]:
-    """Pairs of a sum (the observable) grouped by the first of `supports` (the fused blocks' qubits)
-    that holds them, so each group's part of <psi|O|psi> costs one matrix product, not one pass per pair."""
-    groups: dict[tuple[int, ...], list] = {}
-    for pair in pairs:
-        home = next((q for q in supports if set(pair) <= set(q)), tuple(sorted(pair)))
-        groups.setdefault(home, []).append(pair)
-    return list(groups.items())
+@dataclass(frozen=True)
+class Op:
+    """One matrix product on the state. `kind`: block (fused block `index` of trainable layer
+    `layer`), chunk (the encoding gates of layer `layer` on chunk `index`) or merged (block 0 of
+    layer `layer` after the encoding of the layer before on its qubits). The matrix takes its qubits
+    in the order `inputs` to the order `outputs` (least significant first); `perm` is the state
+    transpose before it, or None."""
+
+    kind: str
+    index: int
+    layer: int
+    inputs: tuple[int, ...]
+    outputs: tuple[int, ...]
+    perm: tuple[int, ...] | None
+
+
+def plan(steps, order: tuple[int, ...]) -> tuple[list[Op], tuple[int, ...]]:
+    """Place each step's qubits as the least significant ones (a transpose, when they are not) and
+    let its matrix write them back in the order that puts the next step's qubits lowest, so that
+    one often needs no transpose (the water dimer: 3 per layer).
+
+    `steps` lists (kind, index, layer, qubits); `order[p]` is the qubit at position p
+    (0 = least significant). Returns the ops and the final order.
+    """
+    ops = []
+    for i, (kind, index, layer, qubits) in enumerate(steps):
+        k = len(qubits)
+        perm = None
+        if set(order[:k]) != set(qubits):
+            new = tuple(q for q in order if q in qubits) + tuple(q for q in order if q not in qubits)
+            perm = transpose_between(order, new)
+            order = new
+        following = set(steps[i + 1][3]) if i + 1 < len(steps) else set()
+        outputs = tuple(sorted(order[:k], key=lambda q: q not in following))
+        ops.append(Op(kind, index, layer, order[:k], outputs, perm))
+        order = outputs + order[k:]
+    return ops, order
+
+
+def transpose_between(old: tuple[int, ...], new: tuple[int, ...]) -> tuple[int, ...]:
+    """Axes permutation of the state tensor (N, 2 [position n-1], ..., 2 [position 0], 2 [re, im])
+    that takes qubit order `old` to `new`."""
+    n = len(old)
+    return (0,) + tuple(n - old.index(new[n - a]) for a in range(1, n + 1)) + (n + 1,)
+
+
+def permute_qubits(matrix, qubits: tuple[int, ...], rows: tuple[int, ...], cols: tuple[int, ...]):
+    """(..., 2^k, 2^k) on `qubits` (least significant first) -> the same operator with its rows
+    indexed in the qubit order `rows` and its columns in the order `cols` (a transpose, not a gather)."""
+    k = len(qubits)
+    lead = matrix.shape[:-2]
+    tensor = matrix.reshape(lead + (2,) * (2 * k))  # row axes, then column axes, most significant first
+    axis = {q: k - 1 - i for i, q in enumerate(qubits)}
+    order = [axis[q] for q in reversed(rows)] + [k + axis[q] for q in reversed(cols)]
+    tensor = jnp.transpose(tensor, tuple(range(len(lead))) + tuple(len(lead) + a for a in order))
+    return tensor.reshape(matrix.shape)
+
+
+def realify(u):
+    """Complex (..., K, K) -> real (..., 2K, 2K) acting on interleaved (re, im) pairs."""
+    re, im = jnp.real(u), jnp.imag(u)
+    out = jnp.stack([jnp.stack([re, -im], axis=-1), jnp.stack([im, re], axis=-1)], axis=-3)
+    size = 2 * u.shape[-1]
+    return out.reshape(u.shape[:-2] + (size, size))
+
+
+def apply_to_rows(matrix, gate, positions: list[int]):
+    """gate (..., 2^g, 2^g) on the local qubits `positions` (least significant first) of the rows
+    of `matrix` (..., 2^k, M)."""
+    lead, size, cols = matrix.shape[:-2], matrix.shape[-2], matrix.shape[-1]
+    k, g = size.bit_length() - 1, len(positions)
+    t = matrix.reshape(lead + (2,) * k + (cols,))
+    axes = [len(lead) + k - 1 - p for p in reversed(positions)]  # most significant gate qubit first
+    front = list(range(len(lead), len(lead) + g))
+    t = jnp.moveaxis(t, axes, front)
+    moved = t.shape
+    t = jnp.matmul(gate, t.reshape(lead + (2**g, -1)))
+    return jnp.moveaxis(t.reshape(moved), front, axes).reshape(matrix.shape)
+
+
+def kron_gate(gates: dict, rows: tuple[int, ...], cols: tuple[int, ...]):
+    """The product of one-qubit gates `gates[q]` (..., 2, 2) as a (..., 2^k, 2^k) matrix with its rows
+    indexed in the qubit order `rows` and its columns in the order `cols` (least significant first),
+    built by broadcasting (a batched Kronecker product by matrix products is far slower)."""
+    k = len(rows)
+    out = 1.0
+    for q in rows:
+        shape = [1] * (2 * k)
+        shape[k - 1 - rows.index(q)] = shape[2 * k - 1 - cols.index(q)] = 2
+        out = out * gates[q].reshape(gates[q].shape[:-2] + tuple(shape))
+    return out.reshape(out.shape[:-2 * k] + (2**k, 2**k))
 
 
 class Simulator:
@@ -111,132 +208,211 @@ class Simulator:
         self.complex = jnp.complex128 if precision == "double" else jnp.complex64
         n = spec.n_qubits
         self.dim = 2**n
-        self.psi0 = jnp.asarray(blocks.singlet_state(n, spec.singlets), dtype=self.complex)
-        # exp(-i theta G) = V diag(exp(-i theta lam)) V^dagger for each gate's generator G on its block
         self.fused = fuse_layer(spec)
-        self.block_eig = []
-        for block in self.fused:
-            eig = [np.linalg.eigh(g) for _, _, g in block.gates]
-            # one-hot selections instead of gathers: their gradients are matrix products, not scatters
-            self.block_eig.append((jnp.asarray(np.stack([e[0] for e in eig]), dtype=self.real),
-                                   jnp.asarray(np.stack([e[1] for e in eig]), dtype=self.complex),
-                                   jnp.asarray(_one_hot([b * spec.n_weights_per_block + w for b, w, _ in block.gates],
-                                                        spec.blocks * spec.n_weights_per_block).T, dtype=self.real)))
-        self.sb_m = jnp.asarray(blocks.symmetry_breaking_phases(n), dtype=self.real)
+        # exp(-i theta G) of every gate, from the eigenbasis of its generator on its own qubits
+        self.gate_eig = [[self._gate_eigenbasis(pairs) for _, _, pairs in block.gates] for block in self.fused]
         n_vectors = int(np.asarray(spec.centre(np.zeros((1, len(spec.species), 3)))).shape[1])
         signs = np.array([e.sign for e in spec.encoding])
         self.enc_vector_select = jnp.asarray(_one_hot([e.vector for e in spec.encoding], n_vectors), dtype=self.real)
         self.enc_scale_select = jnp.asarray(_one_hot([e.scale for e in spec.encoding], spec.n_scales) * signs[:, None],
                                             dtype=self.real)
-        self.enc_qubit = [e.qubit for e in spec.encoding]
-        # largest chunk whose per-configuration gate (4^c entries) is no bigger than the state (2^n)
-        self.encoding_chunk = max(c for c in range(1, MAX_ENCODING_CHUNK + 1) if 4**c <= self.dim)
-        self.observable_blocks = [(qubits, jnp.asarray(blocks.heisenberg_generator(
-            len(qubits), [(qubits.index(i), qubits.index(j)) for i, j in pairs]), dtype=self.complex))
-            for qubits, pairs in group_pairs(spec.observable_pairs, [b.qubits for b in self.fused])]
+        paired = {q for pair in spec.singlets for q in pair}
+        #: the initial product state's factors: (qubits, state in their order), a singlet or |0>
+        self.factors = [(tuple(pair), blocks.singlet_state(2, [(0, 1)])) for pair in spec.singlets]
+        self.factors += [((q,), np.array([1.0, 0.0])) for q in range(n) if q not in paired]
+        self._plan()
 
-    # ------------------------------------------------------------------ pieces
+    @staticmethod
+    def _gate_eigenbasis(pairs):
+        qubits = sorted({q for pair in pairs for q in pair})
+        local = {q: i for i, q in enumerate(qubits)}
+        values, vectors = np.linalg.eigh(blocks.heisenberg_generator(len(qubits), [(local[i], local[j])
+                                                                                   for i, j in pairs]))
+        return qubits, values, vectors
 
-    def block_unitaries(self, weights) -> list[jnp.ndarray]:
-        """For each fused block, (D, 2^k, 2^k): the product of its gates in every trainable layer."""
+    # ------------------------------------------------------------------ plan
+
+    def _plan(self) -> None:
+        """The static sequence of products (`ops`) after the initial product state.
+
+        The encoding of layer 0 acts on the product state's factors, and so does the first block of
+        layer 1 when its qubits are whole factors (`first_block_on_factors`), before the state is
+        expanded. When the state is large next to the first block, the encoding chunk on that
+        block's qubits is multiplied into the block of the next layer ("merged"): one product less
+        per layer, since their per-configuration product (2^3k) costs less than applying either to
+        the state (2^(n+k)).
+        """
+        spec, n, layers = self.spec, self.spec.n_qubits, self.spec.layers
+        first = self.fused[0].qubits if self.fused else ()
+        self.merge = bool(first) and len(first) <= MAX_ENCODING_CHUNK and 2 * len(first) < n
+        self.first_block_on_factors = bool(first) and layers > 0 and all(
+            set(qubits) <= set(first) or not set(qubits) & set(first) for qubits, _ in self.factors)
+        encoded = {e.qubit for e in spec.encoding} | (set(range(n)) if spec.symmetry_breaking else set())
+        rest = sorted(encoded - set(first)) if self.merge else sorted(encoded)
+        size = max(c for c in range(1, MAX_ENCODING_CHUNK + 1) if 4**c <= self.dim)
+        self.chunks = ([first] if self.merge else []) + [tuple(rest[i:i + size]) for i in range(0, len(rest), size)]
+        own = range(1 if self.merge else 0, len(self.chunks))  # chunks applied on their own in every layer
+
+        def last_block(chunk):
+            return max((j for j, b in enumerate(self.fused) if set(b.qubits) & set(chunk)), default=-1)
+
+        steps = []
+        for d in range(1, layers + 1):
+            steps += [("chunk", c, d, self.chunks[c]) for c in own if last_block(self.chunks[c]) < 0]
+            for j, block in enumerate(self.fused):
+                if j == 0 and self.merge and d > 1:
+                    steps.append(("merged", 0, d, block.qubits))
+                elif j > 0 or d > 1 or not self.first_block_on_factors:
+                    steps.append(("block", j, d, block.qubits))
+                steps += [("chunk", c, d, self.chunks[c]) for c in own if last_block(self.chunks[c]) == j]
+        if self.merge and layers > 0:
+            steps.append(("chunk", 0, layers, first))
+        low = set(steps[0][3]) if steps else set()
+        self.start = tuple(sorted(low)) + tuple(q for q in range(n) if q not in low)
+        self.ops, self.final_order = plan(steps, self.start)
+
+    # ------------------------------------------------------------------ matrices
+
+    def block_unitaries(self, weights) -> list:
+        """For each fused block, (D, 2^k, 2^k) complex: the product of its gates in every trainable
+        layer (qubits in sorted order), built by applying the gates to the identity."""
         theta = jnp.asarray(weights["theta"], dtype=self.real)
         theta = theta.reshape(theta.shape[0], -1)  # (D, B * T)
+        per_block = self.spec.n_weights_per_block
         out = []
-        for values, vectors, select in self.block_eig:
-            angles = theta @ select  # (D, G): each gate's weight
-            phases = jnp.exp(-1j * angles[..., None] * values)  # (D, G, 2^k)
-            gates = jnp.einsum("gij,dgj,gkj->dgik", vectors, phases, vectors.conj())
-            unitary = gates[:, 0]
-            for g in range(1, gates.shape[1]):
-                unitary = gates[:, g] @ unitary
+        for block, eig in zip(self.fused, self.gate_eig):
+            size = 2 ** len(block.qubits)
+            unitary = jnp.broadcast_to(jnp.eye(size, dtype=self.complex), (theta.shape[0], size, size))
+            for (b, w, _), (qubits, values, vectors) in zip(block.gates, eig):
+                phases = jnp.exp(-1j * theta[:, b * per_block + w, None] * values)  # (D, 2^g)
+                gate = jnp.einsum("ij,dj,kj->dik", vectors, phases, vectors.conj()).astype(self.complex)
+                unitary = apply_to_rows(unitary, gate, [block.qubits.index(q) for q in qubits])
             out.append(unitary)
         return out
 
-    def _apply_block(self, psi, unitary, qubits: tuple[int, ...]):
-        """psi (N, 2^n) <- the block unitary (2^k x 2^k, local qubit 0 = qubits[0]) on `qubits`.
-
-        Contiguous qubits are one (batched) matrix product; others need axes moved around it.
-        """
-        n, k, low = self.spec.n_qubits, len(qubits), qubits[0]
-        if qubits == tuple(range(low, low + k)):
-            if low == 0:
-                return (psi.reshape(-1, 2**k) @ unitary.T).reshape(psi.shape)
-            return jnp.matmul(unitary, psi.reshape(-1, 2**k, 2**low)).reshape(psi.shape)
-        tensor = psi.reshape((psi.shape[0],) + (2,) * n)  # axis n - q holds qubit q
-        axes = [n - q for q in reversed(qubits)]  # most significant local qubit first
-        moved = jnp.tensordot(tensor, unitary.reshape((2,) * (2 * k)), axes=(axes, list(range(k, 2 * k))))
-        return jnp.moveaxis(moved, list(range(n + 1 - k, n + 1)), axes).reshape(psi.shape)
-
     @staticmethod
     def encoding_gate(v) -> jnp.ndarray:
-        """exp(-i v.sigma/2) for rotation vectors v of shape (N, 3): (N, 2, 2)."""
+        """exp(-i v.sigma/2) for rotation vectors v of shape (..., 3): (..., 2, 2)."""
         r = jnp.sqrt(jnp.sum(v * v, axis=-1) + jnp.finfo(v.dtype).tiny)
         c, s = jnp.cos(r / 2), jnp.sin(r / 2) / r
-        vx, vy, vz = v[:, 0], v[:, 1], v[:, 2]
+        vx, vy, vz = v[..., 0], v[..., 1], v[..., 2]
         return jnp.stack([jnp.stack([c - 1j * s * vz, -s * vy - 1j * s * vx], axis=-1),
                           jnp.stack([s * vy - 1j * s * vx, c + 1j * s * vz], axis=-1)], axis=-2)
 
-    def _encode(self, psi, scales, x):
-        """Phi(X; alpha_d): `scales` (n_enc,) with signs folded in, `x` (N, n_enc, 3).
-
-        The one-qubit gates of neighbouring qubits are merged per configuration into one gate on
-        `encoding_chunk` qubits (a Kronecker product), so the state is read and written once per
-        chunk instead of once per qubit, which matters most for the gradient.
-        """
-        n, batch = self.spec.n_qubits, psi.shape[0]
-        per_qubit = [None] * n
-        for k, q in enumerate(self.enc_qubit):
-            gate = self.encoding_gate(scales[k] * x[:, k, :])
-            per_qubit[q] = gate if per_qubit[q] is None else gate @ per_qubit[q]
-        for low in range(0, n, self.encoding_chunk):
-            chunk = [g for g in per_qubit[low:low + self.encoding_chunk]]
-            if all(g is None for g in chunk):
-                continue
-            eye = jnp.broadcast_to(jnp.eye(2, dtype=self.complex), (batch, 2, 2))
-            chunk = [eye if g is None else g for g in chunk]
-            gate = chunk[0]
-            for g in chunk[1:]:  # the higher qubit is the left Kronecker factor (Qiskit's order)
-                size = gate.shape[-1]
-                gate = jnp.einsum("nab,ncd->nacbd", g, gate).reshape(batch, 2 * size, 2 * size)
-            shaped = psi.reshape(batch, -1, gate.shape[-1], 2**low)
-            psi = jnp.einsum("nab,nhbl->nhal", gate, shaped).reshape(psi.shape)
-        return psi
+    def qubit_gates(self, weights, positions) -> list:
+        """For every qubit, (D+1, N, 2, 2): its encoding gates in each layer, after SB(eps) of that
+        layer (which commutes with the Heisenberg gates before it)."""
+        x = jnp.einsum("kv,nvc->nkc", self.enc_vector_select, self.spec.centre(positions))  # (N, n_enc, 3)
+        scales = jnp.asarray(weights["alpha"], dtype=self.real) @ self.enc_scale_select.T  # (D+1, n_enc)
+        encodings = self.encoding_gate(scales[:, None, :, None] * x[None]).astype(self.complex)  # (D+1, N, n_enc, 2, 2)
+        gates = [None] * self.spec.n_qubits
+        for e, gate in zip(self.spec.encoding, jnp.unstack(encodings, axis=2)):
+            before = gates[e.qubit]
+            # a 2 x 2 product as multiply-and-sum: as a batched matrix product it is far slower
+            gates[e.qubit] = gate if before is None else jnp.sum(gate[..., None] * before[..., None, :, :], axis=-2)
+        eye = jnp.broadcast_to(jnp.eye(2, dtype=self.complex), encodings.shape[:2] + (2, 2))
+        gates = [eye if g is None else g for g in gates]
+        if self.spec.symmetry_breaking:
+            eps = jnp.concatenate([jnp.zeros(1, self.real), jnp.asarray(weights["eps"], dtype=self.real)])
+            rz = jnp.exp(-0.5j * eps[:, None] * jnp.array([1.0, -1.0]))[:, None, None, :]  # RZ's diagonal
+            gates = [g * rz.astype(self.complex) for g in gates]
+        return gates
 
     # ------------------------------------------------------------------ model
 
-    def states(self, weights, positions) -> jnp.ndarray:
-        """Final statevectors (N, 2^n) for positions (N, A, 3)."""
+    def _initial(self, gates, first_block):
+        """The state after the encoding of layer 0 (and the first block, if it acts on whole factors),
+        computed on the factors of the initial product state and then expanded: real (N, 2^(n+1))
+        with the qubit order `start`."""
+        factors = []
+        for qubits, state in self.factors:
+            gate = kron_gate({q: gates[q][0] for q in qubits}, qubits, qubits)  # (N, 2^k, 2^k)
+            factors.append((qubits, jnp.sum(gate * jnp.asarray(state, dtype=self.complex), axis=-1)))
+        if first_block is not None:
+            inside = [f for f in factors if set(f[0]) <= set(self.fused[0].qubits)]
+            qubits, vector = inside[0]
+            for more, v in inside[1:]:  # later factors are the more significant qubits
+                qubits += more
+                vector = (v[:, :, None] * vector[:, None, :]).reshape(v.shape[0], -1)
+            factors = [f for f in factors if f not in inside] + [(qubits, vector @ first_block(qubits).T)]
+        n, order = self.spec.n_qubits, self.start
+        state = 1.0
+        for qubits, vector in factors:
+            k = len(qubits)
+            tensor = vector.reshape((-1,) + (2,) * k)  # axis a holds qubits[k - a]
+            ordered = sorted(qubits, key=order.index, reverse=True)  # as they lie in the state, most significant first
+            tensor = jnp.transpose(tensor, (0,) + tuple(k - qubits.index(q) for q in ordered))
+            state = state * tensor.reshape((-1,) + tuple(2 if order[n - a] in qubits else 1 for a in range(1, n + 1)))
+        return jnp.stack([state.real, state.imag], axis=-1).reshape(state.shape[0], -1)
+
+    def _transpose(self, psi, perm):
+        if perm is None:
+            return psi
+        psi = jnp.transpose(psi.reshape((psi.shape[0],) + (2,) * (self.spec.n_qubits + 1)), perm)
+        return psi.reshape(psi.shape[0], -1)
+
+    def _apply(self, psi, matrix, perm):
+        """psi (N, 2^(n+1)) <- matrix on its least significant qubits (after the transpose `perm`):
+        (2K, 2K) shared by the batch, or (N, 2K, 2K) per configuration."""
+        psi = self._transpose(psi, perm)
+        size = matrix.shape[-1]
+        if matrix.ndim == 2:
+            return (psi.reshape(-1, size) @ matrix.T).reshape(psi.shape)
+        shaped = psi.reshape(psi.shape[0], -1, size)
+        if self.spec.n_qubits <= SMALL_STATE_QUBITS:
+            return jnp.sum(matrix[:, None] * shaped[:, :, None, :], axis=-1).reshape(psi.shape)
+        return jnp.einsum("nab,nhb->nha", matrix, shaped).reshape(psi.shape)
+
+    def _final(self, weights, positions):
+        """Final states, real (N, 2^(n+1)), and the qubit order they are left in."""
         positions = jnp.asarray(positions, dtype=self.real)
-        x = jnp.einsum("kv,nvc->nkc", self.enc_vector_select, self.spec.centre(positions))  # (N, n_enc, 3)
-        scales = jnp.asarray(weights["alpha"], dtype=self.real) @ self.enc_scale_select.T  # (D+1, n_enc)
+        gates = self.qubit_gates(weights, positions)
         unitaries = self.block_unitaries(weights)
-        if self.spec.symmetry_breaking:
-            eps = jnp.asarray(weights["eps"], dtype=self.real)
-            sb = jnp.exp(-0.5j * eps[:, None] * self.sb_m)  # (D, 2^n): SB(eps) is diagonal
-        else:
-            sb = jnp.zeros((self.spec.layers, 0), dtype=self.complex)
-        psi = jnp.broadcast_to(self.psi0, (positions.shape[0], self.dim))
-        psi = self._encode(psi, scales[0], x)
+        built = {}
 
-        def layer(psi, per_layer):
-            layer_unitaries, layer_sb, layer_scales = per_layer
-            for unitary, block in zip(layer_unitaries, self.fused):
-                psi = self._apply_block(psi, unitary, block.qubits)
-            if self.spec.symmetry_breaking:
-                psi = psi * layer_sb
-            return self._encode(psi, layer_scales, x), None
+        def matrices(index, rows, cols):
+            """Real matrices of block `index` (D, ...) or, for index None, of the encoding (D+1, N, ...),
+            with the given row and column qubit orders; each variant built once, for every layer."""
+            if (index, rows, cols) not in built:
+                if index is None:
+                    matrix = kron_gate({q: gates[q] for q in rows}, rows, cols)
+                else:
+                    matrix = permute_qubits(unitaries[index], self.fused[index].qubits, rows, cols)
+                built[index, rows, cols] = jnp.unstack(realify(matrix))  # one per layer
+            return built[index, rows, cols]
 
-        # fully unrolled: compiles in twice the time of a rolled scan, runs the force loss ~25% faster
-        psi, _ = jax.lax.scan(layer, psi, (unitaries, sb, scales[1:]), unroll=True)
-        return psi
+        def first_block(qubits):
+            return permute_qubits(unitaries[0][0], self.fused[0].qubits, qubits, qubits)  # of layer 1
+
+        psi = self._initial(gates, first_block if self.first_block_on_factors else None)
+        for op in self.ops:
+            if op.kind == "block":
+                matrix = matrices(op.index, op.outputs, op.inputs)[op.layer - 1]
+            elif op.kind == "chunk":
+                matrix = matrices(None, op.outputs, op.inputs)[op.layer]
+            else:  # the block after the previous layer's encoding on its qubits, one matrix per configuration
+                matrix = jnp.einsum("ab,nbc->nac", matrices(op.index, op.outputs, op.inputs)[op.layer - 1],
+                                    matrices(None, op.inputs, op.inputs)[op.layer - 1])
+            psi = self._apply(psi, matrix, op.perm)
+        return psi, self.final_order
+
+    def states(self, weights, positions) -> jnp.ndarray:
+        """Final statevectors (N, 2^n) for positions (N, A, 3), complex, in Qiskit's order."""
+        psi, order = self._final(weights, positions)
+        psi = self._transpose(psi, transpose_between(order, tuple(range(self.spec.n_qubits))))
+        psi = psi.reshape(psi.shape[0], self.dim, 2)
+        return psi[..., 0] + 1j * psi[..., 1]
 
     def expectation(self, weights, positions) -> jnp.ndarray:
-        """<psi|O|psi>, O = sum of H_ij over the observable's pairs, summed per group of pairs: shape (N,)."""
-        psi = self.states(weights, positions)
-        total = 0.0
-        for qubits, matrix in self.observable_blocks:
-            total = total + jnp.real(jnp.sum(psi.conj() * self._apply_block(psi, matrix, qubits), axis=-1))
-        return total
+        """<psi|O|psi>, O = sum of H_ij = 2 SWAP_ij - 1 over the observable's pairs: one transposed
+        copy of the state per pair, no matrix products. Shape (N,)."""
+        psi, order = self._final(weights, positions)
+        n = self.spec.n_qubits
+        tensor = psi.reshape((psi.shape[0],) + (2,) * (n + 1))
+        axis = {q: n - p for p, q in enumerate(order)}
+        swapped = sum(jnp.swapaxes(tensor, axis[i], axis[j]) for i, j in self.spec.observable_pairs)
+        pairs = len(self.spec.observable_pairs)
+        return jnp.sum((tensor * (2 * swapped - pairs * tensor)).reshape(psi.shape[0], -1), axis=-1)
 
 
 def _one_hot(index, size: int) -> np.ndarray:
