@@ -49,6 +49,8 @@ MAX_ENCODING_CHUNK = 4
 #: up to this many qubits, a per-configuration gate is applied as an elementwise multiply-and-sum:
 #: the state is so small that a batched matrix product costs more in overhead than in work
 SMALL_STATE_QUBITS = 4
+#: I, -iX, -iY, -iZ: a one-qubit SU(2) gate is a real combination of these
+QUATERNION_BASIS = np.stack([np.eye(2), -1j * blocks.PAULI["X"], -1j * blocks.PAULI["Y"], -1j * blocks.PAULI["Z"]])
 
 
 def enable_compilation_cache() -> None:
@@ -163,9 +165,11 @@ def permute_qubits(matrix, qubits: tuple[int, ...], rows: tuple[int, ...], cols:
 
 
 def realify(u):
-    """Complex (..., K, K) -> real (..., 2K, 2K) acting on interleaved (re, im) pairs."""
-    re, im = jnp.real(u), jnp.imag(u)
-    out = jnp.stack([jnp.stack([re, -im], axis=-1), jnp.stack([im, re], axis=-1)], axis=-3)
+    """Complex (..., K, K) -> real (..., 2K, 2K) acting on interleaved (re, im) pairs:
+    Re(u) x I + Im(u) x [[0, -1], [1, 0]] (Kronecker products)."""
+    dtype = jnp.finfo(u.dtype).dtype
+    eye, turn = jnp.eye(2, dtype=dtype), jnp.array([[0.0, -1.0], [1.0, 0.0]], dtype=dtype)
+    out = (jnp.real(u)[..., :, None, :, None] * eye[:, None, :] + jnp.imag(u)[..., :, None, :, None] * turn[:, None, :])
     size = 2 * u.shape[-1]
     return out.reshape(u.shape[:-2] + (size, size))
 
@@ -184,7 +188,7 @@ def apply_to_rows(matrix, gate, positions: list[int]):
     return jnp.moveaxis(t.reshape(moved), front, axes).reshape(matrix.shape)
 
 
-def kron_gate(gates: dict, rows: tuple[int, ...], cols: tuple[int, ...]):
+def kron_gate(gates, rows: tuple[int, ...], cols: tuple[int, ...]):
     """The product of one-qubit gates `gates[q]` (..., 2, 2) as a (..., 2^k, 2^k) matrix with its rows
     indexed in the qubit order `rows` and its columns in the order `cols` (least significant first),
     built by broadcasting (a batched Kronecker product by matrix products is far slower)."""
@@ -209,8 +213,7 @@ class Simulator:
         n = spec.n_qubits
         self.dim = 2**n
         self.fused = fuse_layer(spec)
-        # exp(-i theta G) of every gate, from the eigenbasis of its generator on its own qubits
-        self.gate_eig = [[self._gate_eigenbasis(pairs) for _, _, pairs in block.gates] for block in self.fused]
+        self._group_gates()
         n_vectors = int(np.asarray(spec.centre(np.zeros((1, len(spec.species), 3)))).shape[1])
         signs = np.array([e.sign for e in spec.encoding])
         self.enc_vector_select = jnp.asarray(_one_hot([e.vector for e in spec.encoding], n_vectors), dtype=self.real)
@@ -222,13 +225,34 @@ class Simulator:
         self.factors += [((q,), np.array([1.0, 0.0])) for q in range(n) if q not in paired]
         self._plan()
 
-    @staticmethod
-    def _gate_eigenbasis(pairs):
-        qubits = sorted({q for pair in pairs for q in pair})
-        local = {q: i for i, q in enumerate(qubits)}
-        values, vectors = np.linalg.eigh(blocks.heisenberg_generator(len(qubits), [(local[i], local[j])
-                                                                                   for i, j in pairs]))
-        return qubits, values, vectors
+    def _group_gates(self) -> None:
+        """Gates with the same generator on their own qubits are exponentiated together: one
+        `gate_kinds` entry each, (eigenvalues, projectors on the eigenvectors, one-hot selection of
+        their weights); `block_gates[j]` lists block j's gates in order as (qubits, kind, index)."""
+        kinds, weights = [], []
+        self.block_gates = []
+        for block in self.fused:
+            listed = []
+            for b, w, pairs in block.gates:
+                qubits = tuple(sorted({q for pair in pairs for q in pair}))
+                local = {q: i for i, q in enumerate(qubits)}
+                generator = blocks.heisenberg_generator(len(qubits), [(local[i], local[j]) for i, j in pairs])
+                kind = next((k for k, g in enumerate(kinds) if g.shape == generator.shape and np.allclose(g, generator)),
+                            None)
+                if kind is None:
+                    kind = len(kinds)
+                    kinds.append(generator)
+                    weights.append([])
+                weights[kind].append(b * self.spec.n_weights_per_block + w)
+                listed.append((qubits, kind, len(weights[kind]) - 1))
+            self.block_gates.append(listed)
+        n_weights = self.spec.blocks * self.spec.n_weights_per_block
+        self.gate_kinds = []
+        for generator, index in zip(kinds, weights):
+            values, vectors = np.linalg.eigh(generator)
+            projectors = np.einsum("ij,kj->jik", vectors, vectors.conj())
+            self.gate_kinds.append((jnp.asarray(values, dtype=self.real), jnp.asarray(projectors, dtype=self.complex),
+                                    jnp.asarray(_one_hot(index, n_weights).T, dtype=self.real)))
 
     # ------------------------------------------------------------------ plan
 
@@ -275,29 +299,29 @@ class Simulator:
 
     def block_unitaries(self, weights) -> list:
         """For each fused block, (D, 2^k, 2^k) complex: the product of its gates in every trainable
-        layer (qubits in sorted order), built by applying the gates to the identity."""
+        layer (qubits in sorted order), built by applying them one by one to the identity."""
         theta = jnp.asarray(weights["theta"], dtype=self.real)
         theta = theta.reshape(theta.shape[0], -1)  # (D, B * T)
-        per_block = self.spec.n_weights_per_block
+        gates = []  # exp(-i theta G) = sum_j exp(-i theta lambda_j) P_j, for every gate of each kind
+        for values, projectors, select in self.gate_kinds:
+            phases = jnp.exp(-1j * (theta @ select)[..., None] * values).astype(self.complex)  # (D, G, 2^g)
+            gates.append(jnp.unstack(jnp.sum(phases[..., None, None] * projectors, axis=-3), axis=1))
         out = []
-        for block, eig in zip(self.fused, self.gate_eig):
+        for block, listed in zip(self.fused, self.block_gates):
             size = 2 ** len(block.qubits)
             unitary = jnp.broadcast_to(jnp.eye(size, dtype=self.complex), (theta.shape[0], size, size))
-            for (b, w, _), (qubits, values, vectors) in zip(block.gates, eig):
-                phases = jnp.exp(-1j * theta[:, b * per_block + w, None] * values)  # (D, 2^g)
-                gate = jnp.einsum("ij,dj,kj->dik", vectors, phases, vectors.conj()).astype(self.complex)
-                unitary = apply_to_rows(unitary, gate, [block.qubits.index(q) for q in qubits])
+            for qubits, kind, i in listed:
+                unitary = apply_to_rows(unitary, gates[kind][i], [block.qubits.index(q) for q in qubits])
             out.append(unitary)
         return out
 
     @staticmethod
     def encoding_gate(v) -> jnp.ndarray:
-        """exp(-i v.sigma/2) for rotation vectors v of shape (..., 3): (..., 2, 2)."""
-        r = jnp.sqrt(jnp.sum(v * v, axis=-1) + jnp.finfo(v.dtype).tiny)
-        c, s = jnp.cos(r / 2), jnp.sin(r / 2) / r
-        vx, vy, vz = v[..., 0], v[..., 1], v[..., 2]
-        return jnp.stack([jnp.stack([c - 1j * s * vz, -s * vy - 1j * s * vx], axis=-1),
-                          jnp.stack([s * vy - 1j * s * vx, c + 1j * s * vz], axis=-1)], axis=-2)
+        """exp(-i v.sigma/2) = cos(r/2) I - i sin(r/2)/r v.sigma for rotation vectors v (..., 3): (..., 2, 2)."""
+        r = jnp.sqrt(jnp.sum(v * v, axis=-1, keepdims=True) + jnp.finfo(v.dtype).tiny)
+        coefficients = jnp.concatenate([jnp.cos(r / 2), jnp.sin(r / 2) / r * v], axis=-1)
+        basis = jnp.asarray(QUATERNION_BASIS, dtype=jnp.result_type(v.dtype, jnp.complex64))
+        return jnp.sum(coefficients[..., None, None] * basis, axis=-3)
 
     def qubit_gates(self, weights, positions) -> list:
         """For every qubit, (D+1, N, 2, 2): its encoding gates in each layer, after SB(eps) of that
@@ -314,7 +338,7 @@ class Simulator:
         gates = [eye if g is None else g for g in gates]
         if self.spec.symmetry_breaking:
             eps = jnp.concatenate([jnp.zeros(1, self.real), jnp.asarray(weights["eps"], dtype=self.real)])
-            rz = jnp.exp(-0.5j * eps[:, None] * jnp.array([1.0, -1.0]))[:, None, None, :]  # RZ's diagonal
+            rz = jnp.exp(-0.5j * eps[:, None] * jnp.array([1.0, -1.0], dtype=self.real))[:, None, None, :]  # RZ's diagonal
             gates = [g * rz.astype(self.complex) for g in gates]
         return gates
 
