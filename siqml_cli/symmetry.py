@@ -39,12 +39,13 @@ def invariance_errors(spec: ModelSpec, sim: Simulator, weights: dict, positions:
     """Relative errors of every check, over the batch `positions` (N, A, 3)."""
     rng = np.random.default_rng(seed)
     w = {k: jnp.asarray(v) for k, v in weights.items()}
-    f, grad = (np.array(a) for a in expectation_and_gradient(sim, w, jnp.asarray(positions)))
+    f_and_grad = jax.jit(lambda w, x: expectation_and_gradient(sim, w, x))  # compiled once, for both calls
+    f, grad = (np.array(a) for a in f_and_grad(w, jnp.asarray(positions)))
     compiled = jax.jit(sim.expectation)
     energy = lambda x: np.asarray(compiled(w, jnp.asarray(x)))  # noqa: E731
     rot = Rotation.from_quat(rng.normal(size=4))
     rotated = rot.apply(positions.reshape(-1, 3)).reshape(positions.shape)
-    f_rot, grad_rot = (np.array(a) for a in expectation_and_gradient(sim, w, jnp.asarray(rotated)))
+    f_rot, grad_rot = (np.array(a) for a in f_and_grad(w, jnp.asarray(rotated)))
     z_rot = Rotation.from_rotvec([0.0, 0.0, rng.uniform(0, 2 * np.pi)])
     mirror = positions * np.array([-1.0, 1.0, 1.0])
     errors = {
