@@ -1,13 +1,16 @@
 """Speed benchmark of the fast simulator through the training loop `siqml train` uses.
 
 Times one Adam step (compiled, mini-batch gather and per-step Python overhead included) of the
-H2O siVQLM (D=6, B=1, symmetry breaking) and the LiH siVQLM, energy-only and energy+force, at
-several batch sizes; writes results/bench/speed.md and .csv. Run: `make bench`.
+H2O siVQLM (D=6, B=1, symmetry breaking), the LiH siVQLM and the 12-qubit water dimer siVQLM
+(D=4, B=1, symmetry breaking), energy-only and energy+force, at several batch sizes; each row runs
+in its own process, so its peak RSS is its own. Writes results/bench/speed.md and .csv. Run:
+`make bench`.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import platform
 import resource
@@ -53,33 +56,45 @@ def time_steps(molecule: str, symmetry: str, layers: int, blocks: int, batch: in
     compile_s = total - per_step * (steps - 1)
     return {"model": f"{molecule} D={layers} B={blocks} {symmetry}", "precision": precision, "batch": batch,
             "loss": "energy+force" if force_weight > 0 else "energy", "ms/step": per_step * 1e3,
-            "compile+first step (s)": compile_s}
+            "compile+first step (s)": compile_s,
+            "peak RSS (MB)": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def time_steps_in_child(*case) -> dict:
+    """`time_steps` in a fresh process: its peak RSS is that row's alone."""
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(time_steps, case)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--dimer-steps", type=int, default=30, help="steps per water dimer row")
     parser.add_argument("--quick", action="store_true", help="only H2O, batch 256")
+    parser.add_argument("--only-dimer", action="store_true", help="only the water dimer rows")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "results" / "bench")
     args = parser.parse_args()
-    cases = [("h2o", "broken", 6, 1, 256)]
-    if not args.quick:
+    cases = [] if args.only_dimer else [("h2o", "broken", 6, 1, 256)]
+    if not args.quick and not args.only_dimer:
         cases += [("h2o", "broken", 6, 1, 32), ("h2o", "broken", 6, 1, 1000), ("lih", "full", 4, 2, 200)]
+    if not args.quick:
+        cases += [("water_dimer", "broken", 4, 1, 32), ("water_dimer", "broken", 4, 1, 256)]
     rows = []
     for molecule, symmetry, layers, blocks, batch in cases:
+        steps = args.dimer_steps if molecule == "water_dimer" else args.steps
         for force_weight in (0.0, 1.0):
             for precision in ("double", "single"):
-                row = time_steps(molecule, symmetry, layers, blocks, batch, force_weight, args.steps, precision)
+                row = time_steps_in_child(molecule, symmetry, layers, blocks, batch, force_weight, steps, precision)
                 print(row, flush=True)
-                rows.append(row)
+                rows.append(row | {"steps": steps})
     table = pd.DataFrame(rows)
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     header = (f"Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on {cpu_model()}, {os.cpu_count()} cores; "
-              f"jax {metadata.version('jax')}, {args.steps} steps per row (first step excluded); "
-              f"peak RSS {peak_mb:.0f} MB.\n\n")
+              f"jax {metadata.version('jax')}; `steps` timed per row (first step excluded), each row in its own "
+              f"process (peak RSS: that process's).\n\n")
     args.out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(args.out / "speed.csv", index=False)
-    (args.out / "speed.md").write_text(header + table.to_markdown(index=False, floatfmt=".2f")
+    stem = "speed_water_dimer" if args.only_dimer else "speed"
+    table.to_csv(args.out / f"{stem}.csv", index=False)
+    (args.out / f"{stem}.md").write_text(header + table.to_markdown(index=False, floatfmt=".2f")
                                        if _has_tabulate() else header + table.to_string(index=False))
     print(header + table.to_string(index=False))
 
