@@ -72,6 +72,7 @@ def main() -> None:
     parser.add_argument("--dimer-steps", type=int, default=30, help="steps per water dimer row")
     parser.add_argument("--quick", action="store_true", help="only H2O, batch 256")
     parser.add_argument("--only-dimer", action="store_true", help="only the water dimer rows")
+    parser.add_argument("--precisions", default="double,single", help="comma-separated: double, single")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "results" / "bench")
     args = parser.parse_args()
     cases = [] if args.only_dimer else [("h2o", "broken", 6, 1, 256)]
@@ -83,7 +84,7 @@ def main() -> None:
     for molecule, symmetry, layers, blocks, batch in cases:
         steps = args.dimer_steps if molecule == "water_dimer" else args.steps
         for force_weight in (0.0, 1.0):
-            for precision in ("double", "single"):
+            for precision in args.precisions.split(","):
                 row = time_steps_in_child(molecule, symmetry, layers, blocks, batch, force_weight, steps, precision)
                 print(row, flush=True)
                 rows.append(row | {"steps": steps})

@@ -15,17 +15,15 @@ from qiskit import QuantumCircuit
 from qiskit.quantum_info import Operator
 
 from siqml_cli.models.generic import GenericSpec, cnot_ring
+from siqml_cli.simulate.statevector import precision_dtypes
 
 
 class GenericSimulator:
     """Energies f(X; weights) = <Z_0>, in [-1, 1], for a batch of configurations."""
 
     def __init__(self, spec: GenericSpec, precision: str = "double"):
-        if precision not in ("double", "single"):
-            raise ValueError("precision must be 'double' or 'single'")
         self.spec = spec
-        self.real = jnp.float64 if precision == "double" else jnp.float32
-        self.complex = jnp.complex128 if precision == "double" else jnp.complex64
+        self.real, self.complex = precision_dtypes(precision)
         n = spec.n_qubits
         self.dim = 2**n
         ring = QuantumCircuit(n)
