@@ -227,15 +227,6 @@ class Simulator:
         #: the initial product state's factors: (qubits, state in their order), a singlet or |0>
         self.factors = [(tuple(pair), blocks.singlet_state(2, [(0, 1)])) for pair in spec.singlets]
         self.factors += [((q,), np.array([1.0, 0.0])) for q in range(n) if q not in paired]
-        self.dense = (n <= SMALL_STATE_QUBITS and len(self.fused) == 1 and self.fused[0].qubits == tuple(range(n))
-                      and sorted(e.qubit for e in spec.encoding) == list(range(n)))
-        self.initial_state = blocks.singlet_state(n, spec.singlets) if self.dense else None
-        if self.dense:  # every gate of the layer on all n qubits: exp(-i theta G) = V exp(-i theta lambda) V^dagger
-            eig = [np.linalg.eigh(blocks.heisenberg_generator(n, pairs)) for _, _, pairs in self.fused[0].gates]
-            self.dense_values = jnp.asarray(np.stack([e[0] for e in eig]), dtype=self.real)
-            self.dense_vectors = jnp.asarray(np.stack([e[1] for e in eig]), dtype=self.complex)
-            self.dense_select = jnp.asarray(_one_hot([b * spec.n_weights_per_block + w for b, w, _ in self.fused[0].gates],
-                                                     spec.blocks * spec.n_weights_per_block), dtype=self.real)
         self._plan()
 
     def _group_gates(self) -> None:
@@ -400,57 +391,9 @@ class Simulator:
             return jnp.sum(matrix[:, None] * shaped[:, :, None, :], axis=-1).reshape(psi.shape)
         return jnp.einsum("nab,nhb->nha", matrix, shaped).reshape(psi.shape)
 
-    def dense_layer_unitaries(self, weights):
-        """(D, 2^n, 2^n): the Heisenberg gates of each trainable layer as one unitary."""
-        theta = jnp.asarray(weights["theta"], dtype=self.real)
-        angles = theta.reshape(theta.shape[0], -1) @ self.dense_select.T  # (D, gates)
-        phases = jnp.exp(-1j * angles[..., None] * self.dense_values).astype(self.complex)  # (D, gates, dim)
-        each = jnp.einsum("gij,dgj,gkj->dgik", self.dense_vectors, phases, self.dense_vectors.conj())
-        layer = each[:, 0]
-        for g in range(1, each.shape[1]):
-            layer = each[:, g] @ layer
-        return layer
-
-    def _final_dense(self, weights, positions):
-        """For a state of at most SMALL_STATE_QUBITS qubits, one encoding gate per qubit and a layer that is one
-        block on every qubit (LiH, H2O): the complex state, one layer product and one elementwise update per
-        encoding gate, its entries exp(-i v.sigma/2) written out per layer and qubit (slicing them
-        out of a stacked array makes the backward pass 2x slower). At this size the per-operation overhead,
-        not the work, sets the time: this runs ~2x faster than the chain of real products below (H2O, batch
-        256). Returns the real (N, 2^(n+1)) state in Qiskit's order."""
-        n = self.spec.n_qubits
-        x = jnp.einsum("kv,nvc->nkc", self.enc_vector_select, self.spec.centre(positions))  # (N, n_enc, 3)
-        scales = jnp.asarray(weights["alpha"], dtype=self.real) @ self.enc_scale_select.T  # (D+1, n_enc)
-        layers = self.dense_layer_unitaries(weights)
-        if self.spec.symmetry_breaking:  # SB(eps_d) = diag(exp(-i eps_d m / 2)) after layer d's gates
-            eps = jnp.asarray(weights["eps"], dtype=self.real)
-            m = jnp.asarray(blocks.symmetry_breaking_phases(n), dtype=self.real)
-            layers = jnp.exp(-0.5j * eps[:, None] * m).astype(self.complex)[:, :, None] * layers
-        psi = jnp.broadcast_to(jnp.asarray(self.initial_state, dtype=self.complex), (positions.shape[0], self.dim))
-
-        def encode(psi, layer):
-            for k, e in enumerate(self.spec.encoding):
-                v = scales[layer, k] * x[:, k, :]
-                r = jnp.sqrt(jnp.sum(v * v, axis=-1) + jnp.finfo(v.dtype).tiny)
-                c, s = jnp.cos(r / 2), jnp.sin(r / 2) / r
-                g00, g01 = c - 1j * s * v[:, 2], -s * v[:, 1] - 1j * s * v[:, 0]
-                g10, g11 = s * v[:, 1] - 1j * s * v[:, 0], c + 1j * s * v[:, 2]
-                g00, g01, g10, g11 = (g.astype(self.complex)[:, None, None] for g in (g00, g01, g10, g11))
-                shaped = psi.reshape(psi.shape[0], 2 ** (n - 1 - e.qubit), 2, 2**e.qubit)
-                s0, s1 = shaped[:, :, 0, :], shaped[:, :, 1, :]
-                psi = jnp.stack([g00 * s0 + g01 * s1, g10 * s0 + g11 * s1], axis=2).reshape(psi.shape)
-            return psi
-
-        psi = encode(psi, 0)
-        for d in range(self.spec.layers):
-            psi = encode(psi @ layers[d].T, d + 1)
-        return jnp.stack([psi.real, psi.imag], axis=-1).reshape(psi.shape[0], -1), tuple(range(n))
-
     def _final(self, weights, positions):
         """Final states, real (N, 2^(n+1)), and the qubit order they are left in."""
         positions = jnp.asarray(positions, dtype=self.real)
-        if self.dense:
-            return self._final_dense(weights, positions)
         gates = self.qubit_gates(weights, positions)
         unitaries = self.block_unitaries(weights)
         built = {}
