@@ -143,6 +143,10 @@ def _mixed_dimer_file(tmp_path):
     (["+molecule=water_dimer", "MIXED_DIMER"], "atoms are O-O-H-H-H-H but molecule 'water_dimer' needs O-H-H-O-H-H"),
     (["+molecule=h2o", "symmetry=none", "model.features=polar"], "model.features"),
     (["+molecule=water_dimer", "symmetry=none"], "symmetry=none (the generic VQLM baseline) is not available for water_dimer"),
+    (["+molecule=water_dimer", "model.frame=com"], "model.frame must be one of midpoint, bonds"),
+    (["+molecule=h2o", "model.frame=bonds"], "model.frame and model.atom_readout apply to the water dimer only"),
+    (["+molecule=h2o", "model.alpha_init=big"], "model.alpha_init must be a number"),
+    (["+molecule=water_dimer", "model.output_margin=0.5"], "model.output_margin must lie in [0.0, 0.5)"),
 ])
 def test_bad_input_is_one_line_and_leaves_no_results_folder(siqml, tmp_path, args, message):
     files = {"NAN_FILE": _nan_file, "MIXED_DIMER": _mixed_dimer_file}

@@ -14,8 +14,10 @@ from qiskit.quantum_info import Statevector
 
 from siqml_cli.data import read_dataset
 from siqml_cli.data.generate import sample
+from siqml_cli.errors import SiqmlError
 from siqml_cli.models import blocks, build_model
 from siqml_cli.models.spec import Coupling, orbit_components
+from siqml_cli.models.water_dimer import FRAMES
 from siqml_cli.paths import REPO_ROOT
 from siqml_cli.simulate import Simulator
 from siqml_cli.simulate.statevector import fuse_layer
@@ -29,11 +31,13 @@ def configs() -> np.ndarray:
     return sample("water_dimer", 6, seed=11, params=PARAMS)
 
 
+@pytest.mark.parametrize("frame", FRAMES)
 @pytest.mark.parametrize("symmetry,seed", [("full", 1), ("broken", 2)])
-def test_every_required_invariance_holds_with_random_weights(configs, symmetry, seed):
+def test_every_required_invariance_holds_with_random_weights(configs, symmetry, seed, frame):
     """Rotations, mirror, inversion, translation, both H exchanges and the molecule exchange (with any
-    eps: they are qubit permutations that SB commutes with), zero net force and finite differences."""
-    spec = build_model("water_dimer", symmetry, 2, 2)
+    eps: they are qubit permutations that SB commutes with), zero net force and finite differences,
+    whichever frame the atoms' vectors are measured in."""
+    spec = build_model("water_dimer", symmetry, 2, 2, {"frame": frame})
     table = symmetry_table(spec, spec.random_weights(seed), configs, seed=seed)
     required = table[table["required"] == "yes"]
     assert set(required["check"]) >= {"inversion r -> -r", "exchange molecule a <-> b", "exchange H_a1 <-> H_a2",
@@ -54,10 +58,10 @@ def test_check_catches_a_dimer_without_weight_sharing(configs):
     assert table.loc["exchange H_a1 <-> H_a2", "result"] == "ok"
 
 
-@pytest.mark.parametrize("symmetry", ["full", "broken"])
-def test_simulator_matches_qiskit_statevector(symmetry):
+@pytest.mark.parametrize("symmetry,frame", [("full", "midpoint"), ("broken", "bonds")])
+def test_simulator_matches_qiskit_statevector(symmetry, frame):
     """The fast simulator and the exported circuit (with its exact star gates) give the same energy."""
-    spec = build_model("water_dimer", symmetry, 2, 2)
+    spec = build_model("water_dimer", symmetry, 2, 2, {"frame": frame})
     weights = spec.random_weights(5)
     positions = read_dataset(REPO_ROOT / "data" / "water_dimer.h5", "water_dimer").positions[:3]
     circuit, observable = spec.to_qiskit()
@@ -88,10 +92,11 @@ def test_fused_layer_keeps_each_gate_once_and_stays_small():
         (0, 1, 6, 7), (0, 1, 2, 3, 4, 5), (6, 7, 8, 9, 10, 11)]
 
 
-def test_the_circuit_couples_the_two_molecules(configs):
+@pytest.mark.parametrize("frame", FRAMES)
+def test_the_circuit_couples_the_two_molecules(configs, frame):
     """The energy is not a sum of per-molecule terms: a mixed second difference (move an H of
     molecule a, and an H of molecule b) is clearly non-zero."""
-    spec = build_model("water_dimer", "full", 2, 1)
+    spec = build_model("water_dimer", "full", 2, 1, {"frame": frame})
     energy = jax.jit(Simulator(spec).expectation)
     weights = {k: jnp.asarray(v) for k, v in spec.random_weights(7).items()}
     x = configs[0]
@@ -111,3 +116,19 @@ def test_observable_spectrum_bounds():
     assert -30 <= low < -10 and 1 < high <= 10 + 1e-9
     psi = Statevector.from_label("0" * 12)  # |0...0> is a ferromagnetic state: every H_ij gives +1
     assert np.isclose(psi.expectation_value(spec.observable()).real, high)
+
+
+def test_bond_frame_measures_each_hydrogen_from_its_own_oxygen(configs):
+    x = configs[0]
+    vectors = np.asarray(build_model("water_dimer", "full", 1, 1, {"frame": "bonds"}).centre(x))
+    midpoint = (x[0] + x[3]) / 2
+    np.testing.assert_allclose(vectors, [x[0] - midpoint, x[1] - x[0], x[2] - x[0], x[3] - midpoint, x[4] - x[3],
+                                         x[5] - x[3]], atol=1e-12)
+
+
+def test_frame_is_saved_and_checked():
+    assert build_model("water_dimer", "full", 1, 1, {"frame": "bonds"}).options() == {"frame": "bonds", "atom_readout": False}
+    with pytest.raises(SiqmlError, match="model.frame must be one of midpoint, bonds"):
+        build_model("water_dimer", "full", 1, 1, {"frame": "oxygen"})
+    with pytest.raises(SiqmlError, match="model.frame and model.atom_readout apply to the water dimer only"):
+        build_model("h2o", "full", 1, 1, {"frame": "bonds"})

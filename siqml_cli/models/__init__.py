@@ -3,6 +3,9 @@ VQLM baseline (`symmetry=none`, `generic.py`)."""
 
 from __future__ import annotations
 
+import dataclasses
+import math
+
 from siqml_cli.errors import SiqmlError
 from siqml_cli.models import generic, h2o, lih, water_dimer
 from siqml_cli.models.generic import GenericSpec
@@ -21,7 +24,8 @@ SYMMETRIES = {"lih": ("full", "broken", "rotation", "none"), "h2o": ("full", "br
 
 def build_model(molecule: str, symmetry: str, layers: int, blocks: int, options=None) -> ModelSpec | GenericSpec:
     """The model of `molecule` with `symmetry`; `options` (the `model` config, or a run's saved options) sets
-    the generic VQLM's features and scaling and is ignored by the siVQLMs."""
+    the generic VQLM's features and scaling, the water dimer siVQLM's `frame` and `atom_readout`, and where a
+    siVQLM's encoding scales start (`alpha_init`)."""
     if molecule not in BUILDERS:
         raise SiqmlError(f"no siVQLM for molecule '{molecule}' yet (its reference data can be made with `siqml data`); "
                          f"models exist for: {', '.join(sorted(BUILDERS))}")
@@ -36,7 +40,20 @@ def build_model(molecule: str, symmetry: str, layers: int, blocks: int, options=
             raise SiqmlError(f"{name} must be a positive integer, got {value!r}")
     if symmetry == "none":
         return generic.build(molecule, layers, blocks, options)
-    return BUILDERS[molecule](layers, blocks, symmetry)
+    options = options or {}
+    alpha_init = options.get("alpha_init", 1.0)
+    if isinstance(alpha_init, bool) or not isinstance(alpha_init, (int, float)) or not math.isfinite(alpha_init):
+        raise SiqmlError(f"model.alpha_init must be a number (where the encoding scales start), got {alpha_init!r}")
+    frame, atom_readout = options.get("frame"), options.get("atom_readout")
+    if molecule.startswith("water_dimer"):
+        spec = BUILDERS[molecule](layers, blocks, symmetry, frame or "midpoint",
+                                  False if atom_readout is None else atom_readout)
+    elif frame not in (None, "midpoint") or atom_readout:
+        raise SiqmlError(f"model.frame and model.atom_readout apply to the water dimer only; {molecule}'s siVQLM is "
+                         f"built as MODELS.md fixes it: drop them")
+    else:
+        spec = BUILDERS[molecule](layers, blocks, symmetry)
+    return dataclasses.replace(spec, alpha_init=float(alpha_init))
 
 
 __all__ = ["BUILDERS", "SYMMETRIES", "Coupling", "Encoding", "GenericSpec", "ModelSpec", "build_model"]

@@ -56,6 +56,10 @@ class ModelSpec:
     couplings: tuple[Coupling, ...]
     observable_pairs: tuple[tuple[int, int], ...]
     symmetry_breaking: bool = False
+    #: (key, value) options that `build_model` needs to rebuild this model, saved in model.json
+    build_options: tuple[tuple[str, object], ...] = ()
+    #: where the encoding scales alpha start (MODELS.md: 1); a training choice, not part of the model
+    alpha_init: float = 1.0
 
     # ------------------------------------------------------------------ sizes
 
@@ -91,12 +95,12 @@ class ModelSpec:
         return int(sum(np.prod(s) for s in self.weight_shapes().values()))
 
     def init_weights(self, seed: int, eps_std: float = 1e-3) -> dict[str, np.ndarray]:
-        """Grant et al. 2019: first layer uniform in [0, pi), the rest 0; scales 1; eps ~ N(0, eps_std)."""
+        """Grant et al. 2019: first layer uniform in [0, pi), the rest 0; scales alpha_init; eps ~ N(0, eps_std)."""
         rng = np.random.default_rng(seed)
         shapes = self.weight_shapes()
         theta = np.zeros(shapes["theta"])
         theta[0] = rng.uniform(0.0, np.pi, size=shapes["theta"][1:])
-        weights = {"theta": theta, "alpha": np.ones(shapes["alpha"])}
+        weights = {"theta": theta, "alpha": np.full(shapes["alpha"], self.alpha_init)}
         if self.symmetry_breaking:
             weights["eps"] = rng.normal(0.0, eps_std, size=shapes["eps"])
         return weights
@@ -121,8 +125,8 @@ class ModelSpec:
         return positions, energies, forces
 
     def options(self) -> dict:
-        """Build options beyond molecule, symmetry and sizes: none for a siVQLM."""
-        return {}
+        """Build options beyond molecule, symmetry and sizes (the water dimer's frame)."""
+        return dict(self.build_options)
 
     def encoding_function(self, weights: dict):
         """positions (A, 3) -> the `enc` values (in `enc` order) that `parameter_values` computes, in JAX, so

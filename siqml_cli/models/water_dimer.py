@@ -7,15 +7,39 @@ inversion pair encoding Phi_{k+}(x_k) Phi_{k-}(-x_k), so inversion is prod_k SWA
 
 from __future__ import annotations
 
+import numpy as np
+
+from siqml_cli.errors import SiqmlError
 from siqml_cli.models.spec import Coupling, Encoding, ModelSpec
 
 O_A, H_A1, H_A2, O_B, H_B1, H_B2 = range(6)
 SPECIES = ("O", "H", "H", "O", "H", "H")
 
 
-def centre(positions):
-    """Positions relative to the midpoint of the two oxygens: (..., 6, 3) -> (..., 6, 3)."""
-    return positions - (positions[..., O_A:O_A + 1, :] + positions[..., O_B:O_B + 1, :]) / 2
+def _anchored(anchors: np.ndarray):
+    """x_k = r_k - sum_j anchors[k, j] r_j, by broadcasting alone so that NumPy and JAX arrays both pass."""
+    difference = (np.eye(6) - anchors)[:, :, None]
+
+    def vectors(positions):
+        return (difference.astype(positions.dtype) * positions[..., None, :, :]).sum(axis=-2)
+
+    return vectors
+
+
+_MIDPOINT = np.zeros((6, 6))
+_MIDPOINT[:, [O_A, O_B]] = 0.5
+_BONDS = _MIDPOINT.copy()
+for _o, _hs in ((O_A, (H_A1, H_A2)), (O_B, (H_B1, H_B2))):
+    _BONDS[list(_hs)] = np.eye(6)[_o]
+
+#: What each atom's vector is measured from. `midpoint` (MODELS.md's choice): every atom from the O-O
+#: midpoint. `bonds`: the oxygens from the O-O midpoint, each hydrogen from its own oxygen (its O-H bond
+#: vector), so the stretches that carry most of the energy are not buried in long vectors. Both are
+#: translation invariant, rotate with the molecule and flip sign under inversion, and the H and molecule
+#: exchanges permute them as they permute the atoms: the symmetry group acts on the qubits exactly as before.
+FRAMES = {"midpoint": _anchored(_MIDPOINT), "bonds": _anchored(_BONDS)}
+
+centre = FRAMES["midpoint"]
 
 
 def plus(atom: int) -> int:
@@ -36,13 +60,22 @@ def star_pairs() -> tuple[tuple[int, int], ...]:
                  for pairs in zip(same_sign(o, h1), same_sign(o, h2)) for pair in pairs)
 
 
-def build(layers: int, blocks: int, symmetry: str) -> ModelSpec:
+def build(layers: int, blocks: int, symmetry: str, frame: str = "midpoint", atom_readout: bool = False) -> ModelSpec:
     """The construction of MODELS.md: one weight per orbit of qubit pairs under the whole group.
 
     Orbits (in the order applied): O-O same sign, O-O cross sign, H-H inside each molecule, the
     O-H "stars" exp(-i theta (H_{o,h1} + H_{o,h2})), within-atom pairs of O atoms and of H atoms.
     Encoding scales: one per atom type (O, H) per layer. With `broken`, SB(eps) follows each layer.
+    `frame` (FRAMES) sets what each encoded vector is measured from. Observable: H over the O-O same-sign
+    pairs and the star pairs; with `atom_readout`, also H over every atom's own pair (k+, k-), whose
+    singlet/triplet weight reads the length of that atom's encoded vector directly (invariant: the group
+    permutes atoms and swaps k+ with k-, and H is symmetric).
     """
+    if frame not in FRAMES:
+        raise SiqmlError(f"model.frame must be one of {', '.join(FRAMES)} for the water dimer, got {frame!r}")
+    if not isinstance(atom_readout, bool):
+        raise SiqmlError(f"model.atom_readout must be true or false, got {atom_readout!r}")
+    within_atoms = tuple((plus(a), minus(a)) for a in range(6))
     oxygen_scale, hydrogen_scale = 0, 1
     encoding = tuple(Encoding(qubit=q, vector=atom, scale=oxygen_scale if SPECIES[atom] == "O" else hydrogen_scale,
                               sign=sign)
@@ -57,10 +90,11 @@ def build(layers: int, blocks: int, symmetry: str) -> ModelSpec:
     )
     return ModelSpec(
         name="water_dimer", species=SPECIES, n_qubits=12, layers=layers, blocks=blocks, symmetry=symmetry,
-        centre=centre,
-        singlets=tuple((plus(a), minus(a)) for a in range(6)),
+        centre=FRAMES[frame],
+        singlets=within_atoms,
         encoding=encoding,
         couplings=couplings,
-        observable_pairs=same_sign(O_A, O_B) + star_pairs(),
+        observable_pairs=same_sign(O_A, O_B) + star_pairs() + (within_atoms if atom_readout else ()),
         symmetry_breaking=symmetry == "broken",
+        build_options=(("frame", frame), ("atom_readout", atom_readout)),
     )

@@ -65,12 +65,13 @@ def _positive_int(cfg, key: str, allow_none: bool = False, minimum: int = 1):
     return value
 
 
-def _number(cfg, key: str, low: float = 0.0, high: float = math.inf, open_low: bool = False) -> float:
+def _number(cfg, key: str, low: float = 0.0, high: float = math.inf, open_low: bool = False,
+            open_high: bool = False) -> float:
     value = OmegaConf.select(cfg, key)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise SiqmlError(f"{key} must be a number, got {value!r}")
-    if value < low or value > high or (open_low and value == low):
-        bound = f"({low}, {high}]" if open_low else f"[{low}, {high}]"
+    if value < low or value > high or (open_low and value == low) or (open_high and value == high):
+        bound = f"{'(' if open_low else '['}{low}, {high}{')' if open_high else ']'}"
         raise SiqmlError(f"{key} must lie in {bound}, got {value!r}")
     return float(value)
 
@@ -121,7 +122,7 @@ class RunSettings:
     spec: object  # the model (a siVQLM ModelSpec or a generic VQLM)
     precision: str
     backend: object
-    margin: float
+    output_range: tuple[float, float]  # the interval of the observable the training energies map onto
     window: float | None
 
 
@@ -132,13 +133,32 @@ def checked_settings(cfg: DictConfig) -> RunSettings:
     if precision not in ("double", "single"):
         raise SiqmlError(f"train.precision must be 'double' or 'single', got {precision!r}")
     window = OmegaConf.select(cfg, "data.relevant_window")
+    spec = build_model(cfg.molecule.name, cfg.symmetry.name, cfg.model.layers, cfg.model.blocks, cfg.model)
     return RunSettings(
         loop=loop_settings(cfg), sigma=_number(cfg, "noise.sigma"),
         train_fraction=_number(cfg, "data.train_fraction", high=1.0, open_low=True),
-        spec=build_model(cfg.molecule.name, cfg.symmetry.name, cfg.model.layers, cfg.model.blocks, cfg.model),
+        spec=spec,
         precision=precision, backend=backend_settings(OmegaConf.select(cfg, "backend")),
-        margin=_number(cfg, "model.output_margin", high=0.49),
+        output_range=output_interval(cfg, spec),
         window=None if window is None else _number(cfg, "data.relevant_window", open_low=True))
+
+
+def output_interval(cfg: DictConfig, spec) -> tuple[float, float]:
+    """`model.output_range` [low, high] if set, else the observable's spectral range shrunk by
+    `model.output_margin` at each end: where the MinMax-scaled training energies go."""
+    low, high = spec.observable_range
+    margin = _number(cfg, "model.output_margin", high=0.5, open_high=True)
+    chosen = OmegaConf.select(cfg, "model.output_range")
+    if chosen is None:
+        return low + margin * (high - low), high - margin * (high - low)
+    try:
+        a, b = (float(v) for v in chosen)
+    except (TypeError, ValueError):
+        raise SiqmlError(f"model.output_range must be null or two numbers [low, high], got {chosen!r}") from None
+    if not (math.isfinite(a) and math.isfinite(b) and low <= a < b <= high):
+        raise SiqmlError(f"model.output_range must satisfy {low:.4g} <= low < high <= {high:.4g} (the observable's "
+                         f"spectrum), got [{a}, {b}]")
+    return a, b
 
 
 def train_run(cfg: DictConfig, folder: Path, resume: bool = False, progress: bool = True) -> dict:
@@ -146,7 +166,7 @@ def train_run(cfg: DictConfig, folder: Path, resume: bool = False, progress: boo
     molecule = cfg.molecule.name
     checked = checked_settings(cfg)
     settings, sigma, spec, precision = checked.loop, checked.sigma, checked.spec, checked.precision
-    train_fraction, backend, margin, window = checked.train_fraction, checked.backend, checked.margin, checked.window
+    train_fraction, backend, window = checked.train_fraction, checked.backend, checked.window
     data = load_training_data(cfg, molecule, settings.force_weight > 0)
     if backend.kind != "statevector" and resume:
         raise SiqmlError("a run trained on a Qiskit backend cannot be resumed; start it again")
@@ -156,7 +176,7 @@ def train_run(cfg: DictConfig, folder: Path, resume: bool = False, progress: boo
     train_set, test_set = data.subset(split.train), data.subset(split.test)
     spec = spec.fit(train_set.positions)  # the generic VQLM's feature scaling; a siVQLM has nothing to fit
     labels = noisy_energies(train_set.energies, sigma, settings.seed)
-    scaler = LabelScaler.fit(labels, spec.observable_range, margin)
+    scaler = LabelScaler.fit(labels, checked.output_range, margin=0.0)
     forces = train_set.forces / scaler.slope if settings.force_weight > 0 else None
     positions, energies, forces = spec.training_copies(train_set.positions, scaler.to_model(labels), forces)
     training = TrainingSet(positions, energies, np.zeros_like(positions) if forces is None else forces)
