@@ -17,7 +17,6 @@ from siqml_cli.data.generate import sample
 from siqml_cli.errors import SiqmlError
 from siqml_cli.models import blocks, build_model
 from siqml_cli.models.spec import Coupling, orbit_components
-from siqml_cli.models.water_dimer import FRAMES
 from siqml_cli.paths import REPO_ROOT
 from siqml_cli.simulate import Simulator
 from siqml_cli.simulate.statevector import fuse_layer
@@ -31,13 +30,17 @@ def configs() -> np.ndarray:
     return sample("water_dimer", 6, seed=11, params=PARAMS)
 
 
-@pytest.mark.parametrize("frame", FRAMES)
-@pytest.mark.parametrize("symmetry,seed", [("full", 1), ("broken", 2)])
-def test_every_required_invariance_holds_with_random_weights(configs, symmetry, seed, frame):
+#: MODELS.md's model as written, and the shipped defaults (configs/molecule/water_dimer.yaml)
+PAPER = {"frame": "midpoint", "atom_readout": False}
+DEFAULT = {"frame": "bonds", "atom_readout": True}
+
+
+@pytest.mark.parametrize("symmetry,options,seed", [("full", PAPER, 1), ("broken", DEFAULT, 2), ("full", DEFAULT, 3)])
+def test_every_required_invariance_holds_with_random_weights(configs, symmetry, options, seed):
     """Rotations, mirror, inversion, translation, both H exchanges and the molecule exchange (with any
     eps: they are qubit permutations that SB commutes with), zero net force and finite differences,
-    whichever frame the atoms' vectors are measured in."""
-    spec = build_model("water_dimer", symmetry, 2, 2, {"frame": frame})
+    for MODELS.md's model and for the default frame and observable."""
+    spec = build_model("water_dimer", symmetry, 2, 2, options)
     table = symmetry_table(spec, spec.random_weights(seed), configs, seed=seed)
     required = table[table["required"] == "yes"]
     assert set(required["check"]) >= {"inversion r -> -r", "exchange molecule a <-> b", "exchange H_a1 <-> H_a2",
@@ -58,10 +61,10 @@ def test_check_catches_a_dimer_without_weight_sharing(configs):
     assert table.loc["exchange H_a1 <-> H_a2", "result"] == "ok"
 
 
-@pytest.mark.parametrize("symmetry,frame", [("full", "midpoint"), ("broken", "bonds")])
-def test_simulator_matches_qiskit_statevector(symmetry, frame):
+@pytest.mark.parametrize("symmetry,options", [("full", PAPER), ("broken", DEFAULT)])
+def test_simulator_matches_qiskit_statevector(symmetry, options):
     """The fast simulator and the exported circuit (with its exact star gates) give the same energy."""
-    spec = build_model("water_dimer", symmetry, 2, 2, {"frame": frame})
+    spec = build_model("water_dimer", symmetry, 2, 2, options)
     weights = spec.random_weights(5)
     positions = read_dataset(REPO_ROOT / "data" / "water_dimer.h5", "water_dimer").positions[:3]
     circuit, observable = spec.to_qiskit()
@@ -92,11 +95,11 @@ def test_fused_layer_keeps_each_gate_once_and_stays_small():
         (0, 1, 6, 7), (0, 1, 2, 3, 4, 5), (6, 7, 8, 9, 10, 11)]
 
 
-@pytest.mark.parametrize("frame", FRAMES)
-def test_the_circuit_couples_the_two_molecules(configs, frame):
+@pytest.mark.parametrize("options", [PAPER, DEFAULT])
+def test_the_circuit_couples_the_two_molecules(configs, options):
     """The energy is not a sum of per-molecule terms: a mixed second difference (move an H of
     molecule a, and an H of molecule b) is clearly non-zero."""
-    spec = build_model("water_dimer", "full", 2, 1, {"frame": frame})
+    spec = build_model("water_dimer", "full", 2, 1, options)
     energy = jax.jit(Simulator(spec).expectation)
     weights = {k: jnp.asarray(v) for k, v in spec.random_weights(7).items()}
     x = configs[0]
@@ -126,9 +129,23 @@ def test_bond_frame_measures_each_hydrogen_from_its_own_oxygen(configs):
                                          x[5] - x[3]], atol=1e-12)
 
 
+def test_atom_readout_adds_each_atoms_own_pair_to_the_observable():
+    paper, default = (build_model("water_dimer", "full", 1, 1, o) for o in (PAPER, DEFAULT))
+    assert set(default.observable_pairs) - set(paper.observable_pairs) == {(2 * k, 2 * k + 1) for k in range(6)}
+    assert default.observable_range[0] < paper.observable_range[0]
+
+
 def test_frame_is_saved_and_checked():
     assert build_model("water_dimer", "full", 1, 1, {"frame": "bonds"}).options() == {"frame": "bonds", "atom_readout": False}
     with pytest.raises(SiqmlError, match="model.frame must be one of midpoint, bonds"):
         build_model("water_dimer", "full", 1, 1, {"frame": "oxygen"})
     with pytest.raises(SiqmlError, match="model.frame and model.atom_readout apply to the water dimer only"):
         build_model("h2o", "full", 1, 1, {"frame": "bonds"})
+
+
+def test_tested_defaults_are_the_shipped_ones():
+    from omegaconf import OmegaConf
+
+    for molecule in ("water_dimer", "water_dimer_cut"):
+        model = OmegaConf.load(REPO_ROOT / "configs" / "molecule" / f"{molecule}.yaml").model
+        assert {k: model[k] for k in DEFAULT} == DEFAULT
