@@ -626,8 +626,8 @@ def test_encoding_euler_angles(v):
     qc = QuantumCircuit(1)
     blocks.equivariant_encoding(qc, 0, angles)
     assert np.allclose(Operator(qc).data, u, atol=1e-14)
-    g = Simulator.encoding_gate(jnp.asarray(v[None, :]))
-    assert np.allclose(np.asarray(g[0]), target, atol=1e-12)
+    for gate in (Simulator.encoding_gate, Simulator.encoding_gate_entries):
+        assert np.allclose(np.asarray(gate(jnp.asarray(v[None, :]))[0]), target, atol=1e-12)
 
 
 def test_encoding_euler_angles_vectorised():
