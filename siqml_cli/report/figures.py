@@ -249,10 +249,10 @@ def plot_sweep_mse(summary: pd.DataFrame, x: str, lines: list[str], path) -> Non
         ax.set_ylabel(f"test {kind} MSE ({unit})")
         ax.set_title(f"Test {kind} MSE (mean ± std over seeds)")
         ax.grid(True, which="both", alpha=0.3)
-        handles, names = ax.get_legend_handles_labels()
-        if any(names):
-            ax.legend(fontsize=8)
     fig.tight_layout()
+    handles, names = axes[0].get_legend_handles_labels()
+    if any(names):  # both panels have the same lines: one legend below them, clear of the data
+        fig.legend(handles, names, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, fontsize=8)
     _save(fig, path)
 
 
