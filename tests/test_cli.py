@@ -169,9 +169,16 @@ def test_ctrl_c_leaves_a_resumable_checkpoint(tmp_path):
 
     from conftest import SIQML
 
+    def as_in_a_terminal():
+        """A test worker may have SIGINT ignored or blocked (multiprocessing's resource trackers do that
+        while they start), and a child inherits both; a user's shell gives the default handling."""
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
     folder = tmp_path / "run"
     proc = subprocess.Popen([str(SIQML), "train", "+molecule=lih", "train.steps=200000", "train.checkpoint_every=50",
-                             f"hydra.run.dir={folder}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             f"hydra.run.dir={folder}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=as_in_a_terminal)
     try:  # on a busy machine start-up and compilation can take minutes: wait for the first checkpoint
         deadline = time.monotonic() + 400
         while not (folder / "checkpoint.npz").exists() and time.monotonic() < deadline and proc.poll() is None:
