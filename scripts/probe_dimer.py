@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from omegaconf import OmegaConf
 
 from siqml_cli.data import read_dataset
 from siqml_cli.forcefield import LabelScaler
@@ -30,7 +31,7 @@ from siqml_cli.paths import REPO_ROOT
 from siqml_cli.simulate import make_simulator
 from siqml_cli.simulate.statevector import enable_compilation_cache
 from siqml_cli.train.loop import make_step
-from siqml_cli.train.run import split_indices
+from siqml_cli.train.run import output_interval, split_indices
 
 
 def main() -> None:
@@ -42,10 +43,8 @@ def main() -> None:
     train, val = dev.subset(split.train), dev.subset(split.test)
     spec = build_model("water_dimer", opts.get("symmetry", "broken"), opts.get("layers", 4), opts.get("blocks", 1),
                        {k: opts[k] for k in ("frame", "atom_readout", "alpha_init") if k in opts})
-    low, high = spec.observable_range
-    margin = opts.get("output_margin", 0.1)
-    interval = opts.get("output_range", (low + margin * (high - low), high - margin * (high - low)))
-    scaler = LabelScaler.fit(train.energies, interval, margin=0.0)
+    model = {"output_margin": opts.get("output_margin", 0.1), "output_range": opts.get("output_range")}
+    scaler = LabelScaler.fit(train.energies, output_interval(OmegaConf.create({"model": model}), spec), margin=0.0)
     steps, batch = opts.get("steps", 1500), opts.get("batch", 32)
     sim = make_simulator(spec, "single")
     weights = {k: jnp.asarray(v, jnp.float32) for k, v in spec.init_weights(opts.get("seed", 0)).items()}

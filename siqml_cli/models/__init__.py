@@ -44,11 +44,10 @@ def build_model(molecule: str, symmetry: str, layers: int, blocks: int, options=
     alpha_init = options.get("alpha_init", 1.0)
     if isinstance(alpha_init, bool) or not isinstance(alpha_init, (int, float)) or not math.isfinite(alpha_init):
         raise SiqmlError(f"model.alpha_init must be a number (where the encoding scales start), got {alpha_init!r}")
-    frame, atom_readout = options.get("frame"), options.get("atom_readout")
+    dimer_options = {k: options[k] for k in ("frame", "atom_readout") if options.get(k) is not None}
     if molecule.startswith("water_dimer"):
-        spec = BUILDERS[molecule](layers, blocks, symmetry, frame or "midpoint",
-                                  False if atom_readout is None else atom_readout)
-    elif frame not in (None, "midpoint") or atom_readout:
+        spec = BUILDERS[molecule](layers, blocks, symmetry, **dimer_options)
+    elif dimer_options.get("frame", "midpoint") != "midpoint" or dimer_options.get("atom_readout"):
         raise SiqmlError(f"model.frame and model.atom_readout apply to the water dimer only; {molecule}'s siVQLM is "
                          f"built as MODELS.md fixes it: drop them")
     else:

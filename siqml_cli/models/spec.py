@@ -125,7 +125,7 @@ class ModelSpec:
         return positions, energies, forces
 
     def options(self) -> dict:
-        """Build options beyond molecule, symmetry and sizes (the water dimer's frame)."""
+        """Build options beyond molecule, symmetry and sizes (the water dimer's frame and atom readout)."""
         return dict(self.build_options)
 
     def encoding_function(self, weights: dict):

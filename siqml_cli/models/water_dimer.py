@@ -17,11 +17,12 @@ SPECIES = ("O", "H", "H", "O", "H", "H")
 
 
 def _anchored(anchors: np.ndarray):
-    """x_k = r_k - sum_j anchors[k, j] r_j, by broadcasting alone so that NumPy and JAX arrays both pass."""
-    difference = (np.eye(6) - anchors)[:, :, None]
+    """x_k = r_k - sum_j anchors[k, j] r_j: one constant (6, 6) matrix times the positions (NumPy or JAX,
+    in the positions' precision)."""
+    difference = np.eye(6) - anchors
 
     def vectors(positions):
-        return (difference.astype(positions.dtype) * positions[..., None, :, :]).sum(axis=-2)
+        return difference.astype(positions.dtype) @ positions
 
     return vectors
 
@@ -38,8 +39,6 @@ for _o, _hs in ((O_A, (H_A1, H_A2)), (O_B, (H_B1, H_B2))):
 #: translation invariant, rotate with the molecule and flip sign under inversion, and the H and molecule
 #: exchanges permute them as they permute the atoms: the symmetry group acts on the qubits exactly as before.
 FRAMES = {"midpoint": _anchored(_MIDPOINT), "bonds": _anchored(_BONDS)}
-
-centre = FRAMES["midpoint"]
 
 
 def plus(atom: int) -> int:
