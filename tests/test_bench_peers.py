@@ -22,7 +22,7 @@ def bench():
 
 
 def _agree(bench, impl, model):
-    pytest.importorskip({"pennylane": "pennylane", "tensorcircuit": "tensorcircuit"}[impl])
+    pytest.importorskip({"pennylane": "pennylane", "pennylane_demo": "pennylane", "tensorcircuit": "tensorcircuit"}[impl])
     from siqml_cli.models import build_model
 
     case = bench.MAIN_MODELS[model]
@@ -38,7 +38,7 @@ def _agree(bench, impl, model):
     assert ok, text
 
 
-@pytest.mark.parametrize("impl", ["tensorcircuit", "pennylane"])
+@pytest.mark.parametrize("impl", ["tensorcircuit", "pennylane", "pennylane_demo"])
 def test_peer_agrees_with_siqml_h2o(bench, impl):
     _agree(bench, impl, "h2o")
 
