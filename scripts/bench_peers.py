@@ -264,9 +264,9 @@ class TensorCircuitPeer(JaxPeer):
 
 
 class PennyLanePeer(JaxPeer):
-    """PennyLane default.qubit, interface jax, as in its public demo of this model: IsingXX/YY/ZZ(2 theta)
-    for each Heisenberg gate, QubitUnitary for the encodings (closed form instead of the demo's expm) and
-    for overlapping orbits, RZ for SB, expval of the Heisenberg observable; backprop."""
+    """PennyLane default.qubit, interface jax: IsingXX/YY/ZZ(2 theta) for each Heisenberg gate, QubitUnitary
+    for the encodings (closed form instead of the demo's expm) and for overlapping orbits, RZ for SB,
+    expval of the Heisenberg observable; backprop."""
 
     def __init__(self, spec, precision: str):
         import pennylane as qml
@@ -279,9 +279,18 @@ class PennyLanePeer(JaxPeer):
         dev = qml.device("default.qubit", wires=spec.n_qubits)
         self.qnode = qml.QNode(self._circuit, dev, interface="jax", diff_method="backprop")
 
-    def _circuit(self, weights, positions):
-        import jax.numpy as jnp
+    def encoding_gate(self, v, wire):
+        self.qml.QubitUnitary(encoding_matrix(v).astype(self.complex), wires=wire)
 
+    def coupling_gate(self, theta, qubits, lam, vec):
+        if len(qubits) == 2:
+            self.qml.IsingXX(2 * theta, wires=qubits)
+            self.qml.IsingYY(2 * theta, wires=qubits)
+            self.qml.IsingZZ(2 * theta, wires=qubits)
+        else:
+            self.qml.QubitUnitary(self.gates.unitary(lam, vec, theta), wires=qubits)
+
+    def _circuit(self, weights, positions):
         qml, spec = self.qml, self.spec
         v = encoded_vectors(spec, weights, positions)
         for i, j in spec.singlets:
@@ -292,20 +301,14 @@ class PennyLanePeer(JaxPeer):
 
         def encode(d):
             for k, e in enumerate(spec.encoding):
-                qml.QubitUnitary(encoding_matrix(v[d, k]).astype(self.complex), wires=e.qubit)
+                self.encoding_gate(v[d, k], e.qubit)
 
         encode(0)
         for d in range(spec.layers):
             for b in range(spec.blocks):
                 for w, groups in self.gates.per_coupling:
-                    theta = weights["theta"][d, b, w]
                     for qubits, lam, vec in groups:
-                        if len(qubits) == 2:
-                            qml.IsingXX(2 * theta, wires=qubits)
-                            qml.IsingYY(2 * theta, wires=qubits)
-                            qml.IsingZZ(2 * theta, wires=qubits)
-                        else:
-                            qml.QubitUnitary(self.gates.unitary(lam, vec, theta), wires=qubits)
+                        self.coupling_gate(weights["theta"][d, b, w], qubits, lam, vec)
             if spec.symmetry_breaking:
                 for q in range(spec.n_qubits):
                     qml.RZ(weights["eps"][d], wires=q)
@@ -320,42 +323,27 @@ class PennyLanePeer(JaxPeer):
 
 class PennyLaneDemoPeer(PennyLanePeer):
     """PennyLane as its public demo of this model (tutorial_eqnn_force_field) builds it: each encoding
-    gate and each Heisenberg gate a `QubitUnitary` of `jax.scipy.linalg.expm` of its generator, RZ for
-    SB, expval of the Heisenberg observable; default.qubit, backprop."""
+    gate and each Heisenberg gate a `QubitUnitary` of `jax.scipy.linalg.expm` of its generator."""
 
-    def _circuit(self, weights, positions):
+    def __init__(self, spec, precision: str):
         import jax.numpy as jnp
-        from jax.scipy.linalg import expm
         from siqml_cli.models.blocks import PAULI
 
-        qml, spec = self.qml, self.spec
-        v = encoded_vectors(spec, weights, positions)
-        sigmas = jnp.asarray(np.stack([PAULI[p] for p in "XYZ"]), dtype=self.complex)
-        generators = [[(qubits, jnp.asarray(local_generator(qubits, c.pairs), dtype=self.complex))
-                       for qubits in components(c.pairs)] for c in spec.couplings]
-        for i, j in spec.singlets:
-            qml.PauliX(i)
-            qml.PauliX(j)
-            qml.Hadamard(i)
-            qml.CNOT([i, j])
+        super().__init__(spec, precision)
+        self.sigmas = jnp.asarray(np.stack([PAULI[p] for p in "XYZ"]), dtype=self.complex)
 
-        def encode(d):
-            for k, e in enumerate(spec.encoding):
-                hamiltonian = jnp.einsum("i,ijk", v[d, k].astype(self.complex), sigmas)
-                qml.QubitUnitary(expm(-0.5j * hamiltonian), wires=e.qubit)
+    def encoding_gate(self, v, wire):
+        import jax.numpy as jnp
+        from jax.scipy.linalg import expm
 
-        encode(0)
-        for d in range(spec.layers):
-            for b in range(spec.blocks):
-                for c, groups in zip(spec.couplings, generators):
-                    theta = weights["theta"][d, b, c.weight]
-                    for qubits, generator in groups:
-                        qml.QubitUnitary(expm(-1j * theta.astype(self.complex) * generator), wires=qubits)
-            if spec.symmetry_breaking:
-                for q in range(spec.n_qubits):
-                    qml.RZ(weights["eps"][d], wires=q)
-            encode(d + 1)
-        return qml.expval(self.observable)
+        hamiltonian = jnp.einsum("i,ijk", v.astype(self.complex), self.sigmas)
+        self.qml.QubitUnitary(expm(-0.5j * hamiltonian), wires=wire)
+
+    def coupling_gate(self, theta, qubits, lam, vec):
+        from jax.scipy.linalg import expm
+
+        generator = (vec * lam.astype(vec.dtype)) @ vec.conj().T  # the coupling's sum of H_ij on these qubits
+        self.qml.QubitUnitary(expm(-1j * theta.astype(self.complex) * generator), wires=qubits)
 
 
 def make_jax_impl(impl: str, spec, precision: str):
@@ -835,7 +823,7 @@ def main() -> None:
         agreement = {}
         for impl in only:
             res = results.get((impl, "double"), {})
-            for model_key in (m for m in MAIN_MODELS if any(m in plan for plan in plans.values())):
+            for model_key in (m for m in MAIN_MODELS if m in plans.get((impl, "double"), {})):
                 status = None
                 if res.get("missing"):
                     status = (False, "not installed (pip install -e '.[bench]')")
