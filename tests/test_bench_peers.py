@@ -56,3 +56,21 @@ def test_compare_refuses_a_disagreeing_column(bench):
 def test_components_split_overlapping_pairs(bench):
     assert sorted(bench.components(((0, 1), (2, 3)))) == [(0, 1), (2, 3)]
     assert sorted(bench.components(((0, 2), (0, 4), (1, 3), (1, 5)))) == [(0, 2, 4), (1, 3, 5)]
+
+
+@pytest.mark.parametrize("impl", ["qnn_statevector", "qnn_aer"])
+def test_estimator_qnn_agrees_with_siqml_h2o(bench, impl):
+    """EstimatorQNN's parameter-shift values and input gradients, chained to positions and alpha, are
+    siqml's (and the StatevectorEstimator column runs at all: U-gate encodings made it bind a symbolic
+    global phase for seconds per circuit)."""
+    from siqml_cli.models import build_model
+
+    spec = build_model("h2o", "broken", 2, 1)
+    rng = np.random.default_rng(0)
+    positions = rng.normal(size=(2, 3, 3))
+    weights = spec.random_weights(1)
+    ref = bench.jax_reference("siqml", spec, weights, positions, np.zeros(2), np.zeros((2, 3, 3)))
+    other = bench.QNNPeer(impl, spec).reference(weights, positions)
+    assert set(other) >= {"energy", "dE/dtheta", "dE/dalpha", "dE/dx"}
+    ok, text = bench.compare(ref, other)
+    assert ok, text

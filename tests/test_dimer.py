@@ -149,3 +149,17 @@ def test_tested_defaults_are_the_shipped_ones():
     for molecule in ("water_dimer", "water_dimer_cut"):
         model = OmegaConf.load(REPO_ROOT / "configs" / "molecule" / f"{molecule}.yaml").model
         assert {k: model[k] for k in DEFAULT} == DEFAULT
+
+
+def test_estimator_qnn_runs_the_dimer_circuit_on_aer(configs):
+    """Training on backend=aer builds an EstimatorQNN of the dimer circuit; Aer has no PauliEvolutionGate,
+    so the QNN gets it decomposed, and its energies are the fast simulator's."""
+    from siqml_cli.backends.settings import backend_settings
+    from siqml_cli.train.qnn import QnnModel
+
+    spec = build_model("water_dimer", "full", 1, 1)
+    weights = spec.random_weights(3)
+    qnn = QnnModel(spec, backend_settings({"kind": "aer"}))
+    x = configs[:2]
+    energies = qnn.qnn.forward(np.asarray(qnn._encodings(weights, x)), qnn._weight_vector(weights))[:, 0]
+    np.testing.assert_allclose(energies, np.asarray(Simulator(spec).expectation(weights, jnp.asarray(x))), atol=1e-9)

@@ -407,7 +407,7 @@ def test_simulator_matches_qiskit_statevector(molecule, symmetry, layers, n_bloc
         ref = sv.expectation_value(obs)
         assert abs(ref.imag) < 1e-12
         assert abs(f[i] - ref.real) <= TOL, (i, f[i], ref)
-        # the states themselves agree up to a global phase (the U gate's phase convention)
+        # the states themselves agree up to a global phase (the encoding's Euler rotations drop one)
         assert abs(abs(np.vdot(sv.data, states[i])) - 1) <= TOL
     assert np.ptp(f) > 1e-3  # not a constant function
 

@@ -70,12 +70,19 @@ def diagonal_as_z_strings(values: np.ndarray) -> SparsePauliOp:
 
 
 def equivariant_encoding(qc: QuantumCircuit, q: int, euler) -> None:
-    """Phi_q(x; alpha) = exp(-i (alpha/2) x.sigma_q) (Eq. 8) as a U gate with Euler angles `euler`.
+    """Phi_q(x; alpha) = exp(-i (alpha/2) x.sigma_q) (Eq. 8) as RZ(phi) RY(theta) RZ(lambda), i.e. Qiskit's
+    U(theta, phi, lambda) up to a global phase, with Euler angles `euler` = (theta, phi, lambda).
 
     The angles come from `encoding_euler_angles(alpha * x)`, computed classically, so the circuit
-    stays parametric (one U gate, transpilable once) while its matrix is exactly Phi_q.
+    stays parametric (transpilable once) while its matrix is Phi_q up to a phase. Rotations rather than
+    a U gate: qiskit-machine-learning's parameter-shift gradients rewrite each U gate into rotations
+    plus a symbolic global phase, and binding that phase costs Qiskit 2.6's StatevectorEstimator about
+    9 s per circuit on the H2O model (scripts/bench_peers.py, EstimatorQNN column).
     """
-    qc.u(euler[0], euler[1], euler[2], q)
+    theta, phi, lam = euler
+    qc.rz(lam, q)
+    qc.ry(theta, q)
+    qc.rz(phi, q)
 
 
 def symmetry_breaking(qc: QuantumCircuit, eps: ParameterExpression | float, qubits) -> None:

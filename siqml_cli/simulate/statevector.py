@@ -24,7 +24,7 @@ one 64 x 64 block per molecule, the H encodings of each molecule). States of at 
 `SMALL_STATE_QUBITS` qubits (LiH, H2O) take a shorter road (`Simulator._final_dense`): a complex
 state, one unitary per layer and a `lax.scan` over the layers. Amplitudes of `states` are indexed as
 in Qiskit (qubit 0 is the least significant bit), so they equal `Statevector` of the bound circuit
-(up to the global phase of its U gates).
+(up to the global phase of its encoding rotations).
 """
 
 from __future__ import annotations

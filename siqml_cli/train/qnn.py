@@ -22,6 +22,7 @@ import pandas as pd
 
 from siqml_cli.backends.estimators import make_estimator, make_target
 from siqml_cli.backends.settings import BackendSettings
+from siqml_cli.backends.shift import shift_ready
 from siqml_cli.errors import SiqmlError
 from siqml_cli.models.spec import ModelSpec
 from siqml_cli.train.loop import METRIC_COLUMNS, LoopSettings, TrainingSet, make_optimizer
@@ -43,6 +44,7 @@ class QnnModel:
                              "(backend=aer backend.noise.device=<fake device>)")
         self.spec = spec
         circuit, observable = spec.to_qiskit()
+        circuit = shift_ready(circuit)  # the dimer's PauliEvolutionGate: rotations that Aer and the shift rule know
         target = make_target(settings)
         estimator = make_estimator(settings, target)
         pass_manager = None
