@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
@@ -56,8 +58,18 @@ def _setup() -> Path:
     return Path(HydraConfig.get().runtime.output_dir)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a SLURM time limit or preemption, `kill`): stopped like Ctrl-C, resumable."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
+
+
 def train(cfg: DictConfig) -> None:
     folder = _setup()  # first: it caps threads before these imports bring in JAX
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_terminated)
     from siqml_cli.train.loop import CHECKPOINT_FILE
     from siqml_cli.train.resume import resumed_config
     from siqml_cli.train.run import RUN_FILE, train_run, write_status
@@ -82,13 +94,14 @@ def train(cfg: DictConfig) -> None:
         else:
             remove_unfinished(folder, keep=CHECKPOINT_FILE)
         fail("train", str(exc))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        how = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
         if (folder / CHECKPOINT_FILE).exists():
             write_status(folder, "interrupted")
-            print(f"\nsiqml train: interrupted; continue with: siqml train resume={folder}", file=sys.stderr)
+            print(f"\nsiqml train: {how}; continue with: siqml train resume={folder}", file=sys.stderr)
         else:
             remove_unfinished(folder, keep=CHECKPOINT_FILE)
-        sys.exit(130)
+        sys.exit(128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT))
     print((folder / "mse.md").read_text())
     print(f"results: {folder}  ({summary['train_seconds']:.1f} s training, "
           f"{summary['seconds_per_step'] * 1e3:.2f} ms/step)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 
 import ase.io
 import h5py
@@ -162,8 +163,10 @@ def test_bad_input_is_one_line_and_leaves_no_results_folder(siqml, tmp_path, arg
     assert not run_dir.exists() or not (run_dir / "mse.csv").exists()
 
 
-def test_ctrl_c_leaves_a_resumable_checkpoint(tmp_path):
-    import signal
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl_c", "sigterm"])
+def test_ctrl_c_leaves_a_resumable_checkpoint(tmp_path, signum):
+    """Ctrl-C, and SIGTERM (what SLURM sends at a time limit): the run stops with a checkpoint, says how to
+    continue and is marked interrupted."""
     import subprocess
     import time
 
@@ -185,11 +188,11 @@ def test_ctrl_c_leaves_a_resumable_checkpoint(tmp_path):
             time.sleep(0.2)
         assert (folder / "checkpoint.npz").exists(), "no checkpoint written"
         time.sleep(0.5)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         _, err = proc.communicate(timeout=300)  # a loaded machine can take long to unwind and exit
     finally:
         proc.kill()
-    assert proc.returncode == 130, err
+    assert proc.returncode == 128 + signum, err
     assert f"siqml train resume={folder}" in err
     assert json.loads((folder / "run.json").read_text())["status"] == "interrupted"
     assert not (folder / "mse.csv").exists()
