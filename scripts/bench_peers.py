@@ -689,7 +689,10 @@ def compare(ref: dict, other: dict) -> tuple[bool, str]:
         if k not in ref:
             missing.append(k)
             continue
-        diff = float(np.max(np.abs(np.asarray(v) - np.asarray(ref[k])))) if np.size(v) else 0.0
+        v, r = np.asarray(v), np.asarray(ref[k])
+        if r.ndim and v.ndim and r.shape[1:] == v.shape[1:] and len(v) < len(r):
+            r = r[:len(v)]  # EstimatorQNN checks the first configurations of siqml's reference only
+        diff = float(np.max(np.abs(v - r))) if np.size(v) else 0.0
         if k == "energy":
             worst_e = max(worst_e, diff)
         else:
@@ -841,7 +844,10 @@ def main() -> None:
                     if not mine.exists() or not ref.exists():
                         status = (False, "not checked")
                     else:
-                        status = compare(dict(np.load(ref)), dict(np.load(mine)))
+                        try:
+                            status = compare(dict(np.load(ref)), dict(np.load(mine)))
+                        except Exception as exc:  # a column that cannot be compared: no speed-up, the report stands
+                            status = (False, f"not comparable: {type(exc).__name__}: {exc}"[:200])
                 agreement[(impl, model_key)] = status
     write_report(args, only, results, agreement, versions)
 

@@ -51,6 +51,12 @@ def test_compare_refuses_a_disagreeing_column(bench):
     assert not ok
     ok, _ = bench.compare(ref, {"energy": np.full(3, 1e-10), "dE/dx": np.full((3, 3, 3), 1e-9)})
     assert ok
+    # EstimatorQNN checks fewer configurations: the first ones of the reference
+    ok, _ = bench.compare(ref, {"energy": np.zeros(2), "dE/dx": np.zeros((2, 3, 3))})
+    assert ok
+    ref["energy"][1] = 1.0
+    ok, _ = bench.compare(ref, {"energy": np.zeros(2), "dE/dx": np.zeros((2, 3, 3))})
+    assert not ok
 
 
 def test_components_split_overlapping_pairs(bench):
