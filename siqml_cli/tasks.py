@@ -67,9 +67,19 @@ def _raise_terminated(signum, frame) -> None:
 
 
 def train(cfg: DictConfig) -> None:
+    """One training job; while it runs, SIGTERM stops it like Ctrl-C (a reused joblib worker gets its own
+    handler back afterwards)."""
+    if threading.current_thread() is not threading.main_thread():
+        return _train(cfg)
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        return _train(cfg)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _train(cfg: DictConfig) -> None:
     folder = _setup()  # first: it caps threads before these imports bring in JAX
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _raise_terminated)
     from siqml_cli.train.loop import CHECKPOINT_FILE
     from siqml_cli.train.resume import resumed_config
     from siqml_cli.train.run import RUN_FILE, train_run, write_status
