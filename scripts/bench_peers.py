@@ -471,22 +471,6 @@ def time_jax_peer(model, spec, training, batch: int, force_weight: float, budget
 # ============================================================================ EstimatorQNN
 
 
-def enc_angles_jax(spec, weights, positions):
-    """The circuit's `enc` parameter values (Euler angles of each encoding RZ RY RZ) in jnp, so that
-    d(angles)/d(positions, alpha) chains the QNN's input gradients to forces and alpha gradients."""
-    import jax.numpy as jnp
-
-    v = jnp.stack([encoded_vectors(spec, weights, p) for p in positions])  # (N, D+1, n_enc, 3)
-    r = jnp.linalg.norm(v, axis=-1)
-    half = r / 2
-    s_over_r = jnp.sin(half) / r
-    a = jnp.cos(half) - 1j * s_over_r * v[..., 2]
-    b = s_over_r * (v[..., 1] - 1j * v[..., 0])
-    theta = 2 * jnp.arctan2(jnp.abs(b), jnp.abs(a))
-    ang = jnp.stack([theta, jnp.angle(b) - jnp.angle(a), -jnp.angle(a) - jnp.angle(b)], axis=-1)
-    return ang.reshape(len(positions), -1)
-
-
 class QNNPeer:
     def __init__(self, impl: str, spec):
         from qiskit_machine_learning.neural_networks import EstimatorQNN
@@ -547,7 +531,9 @@ class QNNPeer:
             start += size
         w = {k: jnp.asarray(v) for k, v in weights.items()}
         x = jnp.asarray(positions, dtype=jnp.float64)
-        _, vjp = jax.vjp(lambda a, p: enc_angles_jax(self.spec, {**w, "alpha": a}, p), w["alpha"], x)
+        # the circuit's `enc` values as siqml computes them (spec.encoding_function), to chain the QNN's
+        # input gradients to forces and alpha gradients
+        _, vjp = jax.vjp(lambda a, p: jax.vmap(self.spec.encoding_function({**w, "alpha": a}))(p), w["alpha"], x)
         # per configuration: the angles of configuration n depend only on positions n (and alpha)
         dalpha = np.stack([np.asarray(vjp(jnp.asarray(np.eye(len(x))[n][:, None] * gin))[0]).ravel()
                            for n in range(len(x))])

@@ -105,13 +105,14 @@ def _train(cfg: DictConfig) -> None:
             remove_unfinished(folder, keep=CHECKPOINT_FILE)
         fail("train", str(exc))
     except KeyboardInterrupt as exc:
-        how = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        terminated = isinstance(exc, Terminated)
+        how = "terminated (SIGTERM)" if terminated else "interrupted"
         if (folder / CHECKPOINT_FILE).exists():
             write_status(folder, "interrupted")
             print(f"\nsiqml train: {how}; continue with: siqml train resume={folder}", file=sys.stderr)
         else:
             remove_unfinished(folder, keep=CHECKPOINT_FILE)
-        sys.exit(128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT))
+        sys.exit(128 + (signal.SIGTERM if terminated else signal.SIGINT))
     print((folder / "mse.md").read_text())
     print(f"results: {folder}  ({summary['train_seconds']:.1f} s training, "
           f"{summary['seconds_per_step'] * 1e3:.2f} ms/step)")
