@@ -2,8 +2,9 @@
 
 Times one Adam step (compiled, mini-batch gather and per-step Python overhead included) of the
 H2O siVQLM (D=6, B=1, symmetry breaking), the LiH siVQLM and the 12-qubit water dimer siVQLM
-(D=4, B=1, symmetry breaking), energy-only and energy+force, at several batch sizes; each row runs
-in its own process, so its peak RSS is its own. Writes results/bench/speed.md and .csv. Run:
+(D=4, B=1, symmetry breaking; MODELS.md's model and the shipped defaults of
+configs/molecule/water_dimer.yaml), energy-only and energy+force, at several batch sizes; each row
+runs in its own process, so its peak RSS is its own. Writes results/bench/speed.md and .csv. Run:
 `make bench`.
 """
 
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from omegaconf import OmegaConf
 
 from siqml_cli.data import read_dataset
 from siqml_cli.forcefield import LabelScaler
@@ -40,10 +42,16 @@ def cpu_model() -> str:
         return platform.processor() or platform.machine()
 
 
+#: the water dimer model options that `siqml train +molecule=water_dimer` uses
+DIMER_DEFAULTS = {k: v for k, v in OmegaConf.to_container(
+    OmegaConf.load(REPO_ROOT / "configs" / "molecule" / "water_dimer.yaml").model).items()
+    if k in ("frame", "atom_readout", "observable")}
+
+
 def time_steps(molecule: str, symmetry: str, layers: int, blocks: int, batch: int, force_weight: float,
-               steps: int, precision: str) -> dict:
+               steps: int, precision: str, options: dict | None = None) -> dict:
     data = read_dataset(REPO_ROOT / "data" / f"{molecule}.h5", molecule)
-    spec = build_model(molecule, symmetry, layers, blocks)
+    spec = build_model(molecule, symmetry, layers, blocks, options)
     scaler = LabelScaler.fit(data.energies, spec.observable_range, 0.1)
     training = TrainingSet(data.positions, scaler.to_model(data.energies), data.forces / scaler.slope)
     settings = LoopSettings(steps=steps, lr=0.01, batch_size=batch, force_weight=force_weight, schedule="cosine",
@@ -54,7 +62,8 @@ def time_steps(molecule: str, symmetry: str, layers: int, blocks: int, batch: in
         _, _, per_step = run_loop(sim, training, spec.init_weights(0), settings, Path(tmp), progress=False)
         total = time.perf_counter() - t0
     compile_s = total - per_step * (steps - 1)
-    return {"model": f"{molecule} D={layers} B={blocks} {symmetry}", "precision": precision, "batch": batch,
+    model = f"{molecule} D={layers} B={blocks} {symmetry}" + (" (shipped defaults)" if options else "")
+    return {"model": model, "precision": precision, "batch": batch,
             "loss": "energy+force" if force_weight > 0 else "energy", "ms/step": per_step * 1e3,
             "compile+first step (s)": compile_s,
             "peak RSS (MB)": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
@@ -75,17 +84,19 @@ def main() -> None:
     parser.add_argument("--precisions", default="double,single", help="comma-separated: double, single")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "results" / "bench")
     args = parser.parse_args()
-    cases = [] if args.only_dimer else [("h2o", "broken", 6, 1, 256)]
+    cases = [] if args.only_dimer else [("h2o", "broken", 6, 1, 256, None)]
     if not args.quick and not args.only_dimer:
-        cases += [("h2o", "broken", 6, 1, 32), ("h2o", "broken", 6, 1, 1000), ("lih", "full", 4, 2, 200)]
+        cases += [("h2o", "broken", 6, 1, 32, None), ("h2o", "broken", 6, 1, 1000, None), ("lih", "full", 4, 2, 200, None)]
     if not args.quick:
-        cases += [("water_dimer", "broken", 4, 1, 32), ("water_dimer", "broken", 4, 1, 256)]
+        cases += [("water_dimer", "broken", 4, 1, batch, options) for options in (None, DIMER_DEFAULTS)
+                  for batch in (32, 256)]
     rows = []
-    for molecule, symmetry, layers, blocks, batch in cases:
+    for molecule, symmetry, layers, blocks, batch, options in cases:
         steps = args.dimer_steps if molecule == "water_dimer" else args.steps
         for force_weight in (0.0, 1.0):
             for precision in args.precisions.split(","):
-                row = time_steps_in_child(molecule, symmetry, layers, blocks, batch, force_weight, steps, precision)
+                row = time_steps_in_child(molecule, symmetry, layers, blocks, batch, force_weight, steps, precision,
+                                          options)
                 print(row, flush=True)
                 rows.append(row | {"steps": steps})
     table = pd.DataFrame(rows)

@@ -8,7 +8,7 @@ no results folder, and the output interval is given directly. This is how the di
 
 Usage: python scripts/probe_dimer.py '{"frame": "bonds", "atom_readout": true, "alpha_init": 3.0,
        "output_range": [-4.55, -3.45], "steps": 4000}'
-Keys (all optional): frame, atom_readout, alpha_init, output_range or output_margin, symmetry, layers,
+Keys (all optional): frame, atom_readout, alpha_init, observable, output_range or output_margin, symmetry, layers,
 blocks, steps, lr, lr_final_fraction, batch, seed (the initialisation). Prints one JSON line with train and val MSE / Var.
 """
 
@@ -42,7 +42,7 @@ def main() -> None:
     split = split_indices(len(dev), 0.8, seed=0)
     train, val = dev.subset(split.train), dev.subset(split.test)
     spec = build_model("water_dimer", opts.get("symmetry", "broken"), opts.get("layers", 4), opts.get("blocks", 1),
-                       {k: opts[k] for k in ("frame", "atom_readout", "alpha_init") if k in opts})
+                       {k: opts[k] for k in ("frame", "atom_readout", "alpha_init", "observable") if k in opts})
     model = {"output_margin": opts.get("output_margin", 0.1), "output_range": opts.get("output_range")}
     scaler = LabelScaler.fit(train.energies, output_interval(OmegaConf.create({"model": model}), spec), margin=0.0)
     steps, batch = opts.get("steps", 1500), opts.get("batch", 32)

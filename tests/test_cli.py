@@ -145,7 +145,9 @@ def _mixed_dimer_file(tmp_path):
     (["+molecule=h2o", "symmetry=none", "model.features=polar"], "model.features"),
     (["+molecule=water_dimer", "symmetry=none"], "symmetry=none (the generic VQLM baseline) is not available for water_dimer"),
     (["+molecule=water_dimer", "model.frame=com"], "model.frame must be one of midpoint, bonds"),
-    (["+molecule=h2o", "model.frame=bonds"], "model.frame and model.atom_readout apply to the water dimer only"),
+    (["+molecule=h2o", "model.frame=bonds"], "model.frame, model.atom_readout and model.observable apply to the water dimer"),
+    (["+molecule=lih", "model.observable=trained"], "model.observable apply to the water dimer only"),
+    (["+molecule=water_dimer", "model.observable=learned"], "model.observable must be one of fixed, trained"),
     (["+molecule=h2o", "model.alpha_init=big"], "model.alpha_init must be a number"),
     (["+molecule=water_dimer", "model.output_margin=0.5"], "model.output_margin must lie in [0.0, 0.5)"),
 ])

@@ -17,6 +17,7 @@ from siqml_cli.data.generate import sample
 from siqml_cli.errors import SiqmlError
 from siqml_cli.models import blocks, build_model
 from siqml_cli.models.spec import Coupling, orbit_components
+from siqml_cli.models.water_dimer import GROUP_GENERATORS
 from siqml_cli.paths import REPO_ROOT
 from siqml_cli.simulate import Simulator
 from siqml_cli.simulate.statevector import fuse_layer
@@ -31,15 +32,17 @@ def configs() -> np.ndarray:
 
 
 #: MODELS.md's model as written, and the shipped defaults (configs/molecule/water_dimer.yaml)
-PAPER = {"frame": "midpoint", "atom_readout": False}
-DEFAULT = {"frame": "bonds", "atom_readout": True}
+PAPER = {"frame": "midpoint", "atom_readout": False, "observable": "fixed"}
+DEFAULT = {"frame": "bonds", "atom_readout": True, "observable": "trained"}
+FIXED = dict(DEFAULT, observable="fixed")
 
 
-@pytest.mark.parametrize("symmetry,options,seed", [("full", PAPER, 1), ("broken", DEFAULT, 2), ("full", DEFAULT, 3)])
+@pytest.mark.parametrize("symmetry,options,seed", [("full", PAPER, 1), ("broken", DEFAULT, 2), ("full", DEFAULT, 3),
+                                                   ("broken", FIXED, 4)])
 def test_every_required_invariance_holds_with_random_weights(configs, symmetry, options, seed):
     """Rotations, mirror, inversion, translation, both H exchanges and the molecule exchange (with any
     eps: they are qubit permutations that SB commutes with), zero net force and finite differences,
-    for MODELS.md's model and for the default frame and observable."""
+    for MODELS.md's model and for the default frame and observable (trained, with random weights)."""
     spec = build_model("water_dimer", symmetry, 2, 2, options)
     table = symmetry_table(spec, spec.random_weights(seed), configs, seed=seed)
     required = table[table["required"] == "yes"]
@@ -61,13 +64,40 @@ def test_check_catches_a_dimer_without_weight_sharing(configs):
     assert table.loc["exchange H_a1 <-> H_a2", "result"] == "ok"
 
 
-@pytest.mark.parametrize("symmetry,options", [("full", PAPER), ("broken", DEFAULT)])
+def test_check_catches_a_trained_observable_that_splits_an_orbit(configs):
+    """Give the O-H star pairs of molecule b their own observable weight: the molecule exchange must then fail."""
+    spec = build_model("water_dimer", "full", 2, 1, DEFAULT)
+    stars = next(o for o in spec.observable_orbits if (0, 2) in o)
+    split = tuple(o for o in spec.observable_orbits if o is not stars) + (
+        tuple(p for p in stars if p[0] < 6), tuple(p for p in stars if p[0] >= 6))
+    broken = dataclasses.replace(spec, observable_orbits=split)
+    table = symmetry_table(broken, broken.random_weights(3), configs).set_index("check")
+    assert table.loc["exchange molecule a <-> b", "result"] == "FAIL"
+    assert table.loc["exchange H_a1 <-> H_a2", "result"] == "ok"
+
+
+def test_trained_observable_orbits_cover_every_pair_once_and_start_as_the_fixed_observable(configs):
+    spec = build_model("water_dimer", "broken", 2, 1, DEFAULT)
+    pairs = [p for o in spec.observable_orbits for p in o]
+    assert len(pairs) == len(set(pairs)) == 66 and len(spec.observable_orbits) == 12
+    for orbit in spec.observable_orbits:  # each orbit is mapped onto itself by every generator of the group
+        for g in GROUP_GENERATORS:
+            assert {tuple(sorted((g[i], g[j]))) for i, j in orbit} == set(orbit)
+    fixed = build_model("water_dimer", "broken", 2, 1, FIXED)
+    weights = spec.init_weights(0)
+    assert spec.observable(weights).equiv(fixed.observable())
+    np.testing.assert_allclose(np.asarray(Simulator(spec).expectation(weights, configs)),
+                               np.asarray(Simulator(fixed).expectation(fixed.init_weights(0), configs)), atol=1e-12)
+
+
+@pytest.mark.parametrize("symmetry,options", [("full", PAPER), ("broken", DEFAULT), ("broken", FIXED)])
 def test_simulator_matches_qiskit_statevector(symmetry, options):
     """The fast simulator and the exported circuit (with its exact star gates) give the same energy."""
     spec = build_model("water_dimer", symmetry, 2, 2, options)
     weights = spec.random_weights(5)
     positions = read_dataset(REPO_ROOT / "data" / "water_dimer.h5", "water_dimer").positions[:3]
-    circuit, observable = spec.to_qiskit()
+    circuit, _ = spec.to_qiskit()
+    observable = spec.observable(weights)
     values = spec.parameter_values(circuit, weights, positions)
     expected = [Statevector(circuit.assign_parameters(v)).expectation_value(observable).real for v in values]
     np.testing.assert_allclose(np.asarray(Simulator(spec).expectation(weights, positions)), expected, atol=1e-10)
@@ -135,12 +165,16 @@ def test_atom_readout_adds_each_atoms_own_pair_to_the_observable():
     assert default.observable_range[0] < paper.observable_range[0]
 
 
-def test_frame_is_saved_and_checked():
-    assert build_model("water_dimer", "full", 1, 1, {"frame": "bonds"}).options() == {"frame": "bonds", "atom_readout": False}
+def test_options_are_saved_and_checked():
+    assert build_model("water_dimer", "full", 1, 1, {"frame": "bonds"}).options() == {
+        "frame": "bonds", "atom_readout": False, "observable": "fixed"}
     with pytest.raises(SiqmlError, match="model.frame must be one of midpoint, bonds"):
         build_model("water_dimer", "full", 1, 1, {"frame": "oxygen"})
-    with pytest.raises(SiqmlError, match="model.frame and model.atom_readout apply to the water dimer only"):
-        build_model("h2o", "full", 1, 1, {"frame": "bonds"})
+    with pytest.raises(SiqmlError, match="model.observable must be one of fixed, trained"):
+        build_model("water_dimer", "full", 1, 1, {"observable": "free"})
+    for option in ({"frame": "bonds"}, {"observable": "trained"}):
+        with pytest.raises(SiqmlError, match="apply to the water dimer only"):
+            build_model("h2o", "full", 1, 1, option)
 
 
 def test_tested_defaults_are_the_shipped_ones():
@@ -153,13 +187,15 @@ def test_tested_defaults_are_the_shipped_ones():
 
 def test_estimator_qnn_runs_the_dimer_circuit_on_aer(configs):
     """Training on backend=aer builds an EstimatorQNN of the dimer circuit; Aer has no PauliEvolutionGate,
-    so the QNN gets it decomposed, and its energies are the fast simulator's."""
+    so the QNN gets it decomposed; a trained observable is measured term by term and weighed; its energies
+    are the fast simulator's."""
     from siqml_cli.backends.settings import backend_settings
     from siqml_cli.train.qnn import QnnModel
 
-    spec = build_model("water_dimer", "full", 1, 1)
+    spec = build_model("water_dimer", "full", 1, 1, DEFAULT)
     weights = spec.random_weights(3)
     qnn = QnnModel(spec, backend_settings({"kind": "aer"}))
     x = configs[:2]
-    energies = qnn.qnn.forward(np.asarray(qnn._encodings(weights, x)), qnn._weight_vector(weights))[:, 0]
+    terms = qnn.qnn.forward(np.asarray(qnn._encodings(weights, x)), qnn._weight_vector(weights))
+    energies = terms @ weights["observable"]
     np.testing.assert_allclose(energies, np.asarray(Simulator(spec).expectation(weights, jnp.asarray(x))), atol=1e-9)

@@ -116,7 +116,8 @@ class ShiftPlan:
 
     def __init__(self, spec: ModelSpec, weights: dict, forces: str = "shift", step: float = 1e-3):
         self.spec, self.weights, self.forces, self.step = spec, weights, forces, step
-        parametric, self.observable = spec.to_qiskit()
+        parametric, _ = spec.to_qiskit()
+        self.observable = spec.observable(weights)
         self.parametric = parametric
         self.angles = AngleCircuit.build(parametric)
         names = [p.vector.name for p in parametric.parameters]

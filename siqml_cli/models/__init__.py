@@ -24,8 +24,8 @@ SYMMETRIES = {"lih": ("full", "broken", "rotation", "none"), "h2o": ("full", "br
 
 def build_model(molecule: str, symmetry: str, layers: int, blocks: int, options=None) -> ModelSpec | GenericSpec:
     """The model of `molecule` with `symmetry`; `options` (the `model` config, or a run's saved options) sets
-    the generic VQLM's features and scaling, the water dimer siVQLM's `frame` and `atom_readout`, and where a
-    siVQLM's encoding scales start (`alpha_init`)."""
+    the generic VQLM's features and scaling, the water dimer siVQLM's `frame`, `atom_readout` and `observable`,
+    and where a siVQLM's encoding scales start (`alpha_init`)."""
     if molecule not in BUILDERS:
         raise SiqmlError(f"no siVQLM for molecule '{molecule}' yet (its reference data can be made with `siqml data`); "
                          f"models exist for: {', '.join(sorted(BUILDERS))}")
@@ -44,12 +44,13 @@ def build_model(molecule: str, symmetry: str, layers: int, blocks: int, options=
     alpha_init = options.get("alpha_init", 1.0)
     if isinstance(alpha_init, bool) or not isinstance(alpha_init, (int, float)) or not math.isfinite(alpha_init):
         raise SiqmlError(f"model.alpha_init must be a number (where the encoding scales start), got {alpha_init!r}")
-    dimer_options = {k: options[k] for k in ("frame", "atom_readout") if options.get(k) is not None}
+    dimer_options = {k: options[k] for k in ("frame", "atom_readout", "observable") if options.get(k) is not None}
     if molecule.startswith("water_dimer"):
         spec = BUILDERS[molecule](layers, blocks, symmetry, **dimer_options)
-    elif dimer_options.get("frame", "midpoint") != "midpoint" or dimer_options.get("atom_readout"):
-        raise SiqmlError(f"model.frame and model.atom_readout apply to the water dimer only; {molecule}'s siVQLM is "
-                         f"built as MODELS.md fixes it: drop them")
+    elif (dimer_options.get("frame", "midpoint") != "midpoint" or dimer_options.get("atom_readout")
+          or dimer_options.get("observable", "fixed") != "fixed"):
+        raise SiqmlError(f"model.frame, model.atom_readout and model.observable apply to the water dimer only; "
+                         f"{molecule}'s siVQLM is built as MODELS.md fixes it: drop them")
     else:
         spec = BUILDERS[molecule](layers, blocks, symmetry)
     return dataclasses.replace(spec, alpha_init=float(alpha_init))

@@ -248,8 +248,15 @@ class GenericSpec:
 
     # ------------------------------------------------------------------ Qiskit
 
-    def observable(self) -> SparsePauliOp:
+    def observable(self, weights: dict | None = None) -> SparsePauliOp:
+        """Z_0 (MODELS.md); nothing in it is trained, so `weights` changes nothing."""
         return SparsePauliOp.from_sparse_list([("Z", [0], 1.0)], num_qubits=self.n_qubits)
+
+    def observable_terms(self) -> list[SparsePauliOp]:
+        return [self.observable()]
+
+    def observable_weights(self, weights: dict) -> np.ndarray:
+        return np.ones(1)
 
     def to_qiskit(self) -> tuple[QuantumCircuit, SparsePauliOp]:
         """The circuit with named parameters: `theta` (weights, flattened) and `enc` (the F scaled features)."""

@@ -42,6 +42,11 @@ class ModelSpec:
 
     Gates are listed in the order they act. `centre` maps positions (A, 3) to the encoded
     vectors (V, 3) with array operations only, so autodiff carries forces through it.
+
+    The observable is the sum of H_ij over `observable_pairs` (MODELS.md). With `observable_orbits`
+    it is trained instead: O = sum_g w_g sum_{(i,j) in orbit g} H_ij, one weight `observable[g]` per
+    orbit of qubit pairs under the symmetry group (each such sum is invariant, so any weights keep
+    every symmetry), starting at the fixed observable (w_g = 1 on the orbits it holds, 0 elsewhere).
     """
 
     name: str
@@ -60,6 +65,13 @@ class ModelSpec:
     build_options: tuple[tuple[str, object], ...] = ()
     #: where the encoding scales alpha start (MODELS.md: 1); a training choice, not part of the model
     alpha_init: float = 1.0
+    #: orbits of qubit pairs whose H sums the trained observable weighs; () = the fixed observable
+    observable_orbits: tuple[tuple[tuple[int, int], ...], ...] = ()
+
+    def __post_init__(self):
+        held = set(self.observable_pairs)
+        if self.observable_orbits and any(held & set(o) not in (set(), set(o)) for o in self.observable_orbits):
+            raise ValueError("the fixed observable must be a union of the trained observable's orbits")
 
     # ------------------------------------------------------------------ sizes
 
@@ -89,13 +101,16 @@ class ModelSpec:
                   "alpha": (self.layers + 1, self.n_scales)}
         if self.symmetry_breaking:
             shapes["eps"] = (self.layers,)
+        if self.observable_orbits:
+            shapes["observable"] = (len(self.observable_orbits),)
         return shapes
 
     def n_trainable(self) -> int:
         return int(sum(np.prod(s) for s in self.weight_shapes().values()))
 
     def init_weights(self, seed: int, eps_std: float = 1e-3) -> dict[str, np.ndarray]:
-        """Grant et al. 2019: first layer uniform in [0, pi), the rest 0; scales alpha_init; eps ~ N(0, eps_std)."""
+        """Grant et al. 2019: first layer uniform in [0, pi), the rest 0; scales alpha_init; eps ~ N(0, eps_std);
+        a trained observable starts as the fixed one."""
         rng = np.random.default_rng(seed)
         shapes = self.weight_shapes()
         theta = np.zeros(shapes["theta"])
@@ -103,7 +118,14 @@ class ModelSpec:
         weights = {"theta": theta, "alpha": np.full(shapes["alpha"], self.alpha_init)}
         if self.symmetry_breaking:
             weights["eps"] = rng.normal(0.0, eps_std, size=shapes["eps"])
+        if self.observable_orbits:
+            weights["observable"] = self.fixed_observable_weights()
         return weights
+
+    def fixed_observable_weights(self) -> np.ndarray:
+        """The trained observable's weights that make it the fixed one: 1 on the orbits it holds, 0 elsewhere."""
+        held = set(self.observable_pairs)
+        return np.array([1.0 if set(o) <= held else 0.0 for o in self.observable_orbits])
 
     def random_weights(self, seed: int) -> dict[str, np.ndarray]:
         """Generic weights (not an initialisation): for testing symmetries away from the identity."""
@@ -112,6 +134,8 @@ class ModelSpec:
         out["alpha"] = rng.uniform(0.3, 2.0, size=self.weight_shapes()["alpha"])
         if self.symmetry_breaking:
             out["eps"] = rng.uniform(-0.5, 0.5, size=self.weight_shapes()["eps"])
+        if self.observable_orbits:
+            out["observable"] = rng.uniform(-1.0, 1.0, size=self.weight_shapes()["observable"])
         return out
 
     # ------------------------------------------------------------------ data (the interface GenericSpec shares)
@@ -146,11 +170,38 @@ class ModelSpec:
 
     # ------------------------------------------------------------------ Qiskit
 
-    def observable(self) -> SparsePauliOp:
-        return blocks.heisenberg_interaction(self.n_qubits, self.observable_pairs)
+    @property
+    def readout_pairs(self) -> tuple[tuple[int, int], ...]:
+        """Every pair the observable reads: the fixed pairs, or those of every trained orbit in order."""
+        if not self.observable_orbits:
+            return self.observable_pairs
+        return tuple(pair for orbit in self.observable_orbits for pair in orbit)
+
+    @property
+    def readout_orbit_index(self) -> np.ndarray:
+        """For each of `readout_pairs`, the index of its orbit's weight in `observable`."""
+        return np.array([g for g, orbit in enumerate(self.observable_orbits) for _ in orbit], dtype=int)
+
+    def observable(self, weights: dict | None = None) -> SparsePauliOp:
+        """The observable; a trained one with the `observable` weights of `weights` (without them: as it starts)."""
+        if not self.observable_orbits:
+            return blocks.heisenberg_interaction(self.n_qubits, self.observable_pairs)
+        w = self.fixed_observable_weights() if weights is None else np.asarray(weights["observable"], dtype=float)
+        return sum(w[g] * blocks.heisenberg_interaction(self.n_qubits, orbit)
+                   for g, orbit in enumerate(self.observable_orbits)).simplify()
+
+    def observable_terms(self) -> list[SparsePauliOp]:
+        """The observables that `observable_weights` weigh into `observable`: one H sum per orbit (or the fixed one)."""
+        if not self.observable_orbits:
+            return [self.observable()]
+        return [blocks.heisenberg_interaction(self.n_qubits, orbit) for orbit in self.observable_orbits]
+
+    def observable_weights(self, weights: dict) -> np.ndarray:
+        return np.asarray(weights["observable"], dtype=float) if self.observable_orbits else np.ones(1)
 
     def to_qiskit(self) -> tuple[QuantumCircuit, SparsePauliOp]:
-        """The circuit with named parameters: `theta`, `eps` (weights) and `enc` (encoding U angles)."""
+        """The circuit with named parameters: `theta`, `eps` (weights) and `enc` (encoding U angles), and the
+        observable as it starts (`observable(weights)` gives a trained one)."""
         shapes = self.weight_shapes()
         theta = ParameterVector("theta", int(np.prod(shapes["theta"])))
         enc = ParameterVector("enc", (self.layers + 1) * len(self.encoding) * 3)
@@ -210,6 +261,23 @@ class ModelSpec:
         qc, _ = self.to_qiskit()
         values = self.parameter_values(qc, weights, positions)[0]
         return qc.assign_parameters(values)
+
+
+def pair_orbits(n_qubits: int, generators) -> tuple[tuple[tuple[int, int], ...], ...]:
+    """The orbits of the qubit pairs (i < j) under the group that the qubit permutations `generators`
+    (each a sequence: qubit -> its image) generate, each sorted, in the order of their smallest pair."""
+    remaining = {(i, j) for i in range(n_qubits) for j in range(i + 1, n_qubits)}
+    orbits = []
+    while remaining:
+        orbit, frontier = set(), [min(remaining)]
+        while frontier:
+            pair = frontier.pop()
+            if pair not in orbit:
+                orbit.add(pair)
+                frontier += [tuple(sorted((g[pair[0]], g[pair[1]]))) for g in generators]
+        orbits.append(tuple(sorted(orbit)))
+        remaining -= orbit
+    return tuple(orbits)
 
 
 def orbit_components(pairs) -> list[tuple[tuple[int, int], ...]]:

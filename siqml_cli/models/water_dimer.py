@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from siqml_cli.errors import SiqmlError
-from siqml_cli.models.spec import Coupling, Encoding, ModelSpec
+from siqml_cli.models.spec import Coupling, Encoding, ModelSpec, pair_orbits
 
 O_A, H_A1, H_A2, O_B, H_B1, H_B2 = range(6)
 SPECIES = ("O", "H", "H", "O", "H", "H")
@@ -49,6 +49,18 @@ def minus(atom: int) -> int:
     return 2 * atom + 1
 
 
+def atom_permutation(atoms) -> tuple[int, ...]:
+    """The qubit permutation of an atom permutation (atom k -> atoms[k]): each atom's pair moves as a whole."""
+    return tuple(2 * atoms[q // 2] + q % 2 for q in range(12))
+
+
+#: The symmetry group's action on the qubits (rotations act as U x ... x U and fix every pair): inversion
+#: swaps every atom's (k+, k-); H_a1 <-> H_a2; H_b1 <-> H_b2; molecule a <-> molecule b.
+GROUP_GENERATORS = (tuple(q ^ 1 for q in range(12)), atom_permutation((0, 2, 1, 3, 4, 5)),
+                    atom_permutation((0, 1, 2, 3, 5, 4)), atom_permutation((3, 4, 5, 0, 1, 2)))
+OBSERVABLES = ("fixed", "trained")
+
+
 def same_sign(a: int, b: int) -> tuple[tuple[int, int], ...]:
     return (plus(a), plus(b)), (minus(a), minus(b))
 
@@ -59,7 +71,8 @@ def star_pairs() -> tuple[tuple[int, int], ...]:
                  for pairs in zip(same_sign(o, h1), same_sign(o, h2)) for pair in pairs)
 
 
-def build(layers: int, blocks: int, symmetry: str, frame: str = "midpoint", atom_readout: bool = False) -> ModelSpec:
+def build(layers: int, blocks: int, symmetry: str, frame: str = "midpoint", atom_readout: bool = False,
+          observable: str = "fixed") -> ModelSpec:
     """The construction of MODELS.md: one weight per orbit of qubit pairs under the whole group.
 
     Orbits (in the order applied): O-O same sign, O-O cross sign, H-H inside each molecule, the
@@ -68,12 +81,16 @@ def build(layers: int, blocks: int, symmetry: str, frame: str = "midpoint", atom
     `frame` (FRAMES) sets what each encoded vector is measured from. Observable: H over the O-O same-sign
     pairs and the star pairs; with `atom_readout`, also H over every atom's own pair (k+, k-), whose
     singlet/triplet weight reads the length of that atom's encoded vector directly (invariant: the group
-    permutes atoms and swaps k+ with k-, and H is symmetric).
+    permutes atoms and swaps k+ with k-, and H is symmetric). With `observable="trained"` the observable
+    gets one trainable weight per orbit of qubit pairs under the group (all 66 pairs in 12 orbits),
+    starting as the fixed one.
     """
     if frame not in FRAMES:
         raise SiqmlError(f"model.frame must be one of {', '.join(FRAMES)} for the water dimer, got {frame!r}")
     if not isinstance(atom_readout, bool):
         raise SiqmlError(f"model.atom_readout must be true or false, got {atom_readout!r}")
+    if observable not in OBSERVABLES:
+        raise SiqmlError(f"model.observable must be one of {', '.join(OBSERVABLES)} for the water dimer, got {observable!r}")
     within_atoms = tuple((plus(a), minus(a)) for a in range(6))
     oxygen_scale, hydrogen_scale = 0, 1
     encoding = tuple(Encoding(qubit=q, vector=atom, scale=oxygen_scale if SPECIES[atom] == "O" else hydrogen_scale,
@@ -95,5 +112,6 @@ def build(layers: int, blocks: int, symmetry: str, frame: str = "midpoint", atom
         couplings=couplings,
         observable_pairs=same_sign(O_A, O_B) + star_pairs() + (within_atoms if atom_readout else ()),
         symmetry_breaking=symmetry == "broken",
-        build_options=(("frame", frame), ("atom_readout", atom_readout)),
+        build_options=(("frame", frame), ("atom_readout", atom_readout), ("observable", observable)),
+        observable_orbits=pair_orbits(12, GROUP_GENERATORS) if observable == "trained" else (),
     )

@@ -5,8 +5,9 @@ V2 (Aer, exact or with shots, optionally with a noise model), so a model can be 
 noise or device noise. The QNN's inputs are the encoding angles (`spec.encoding_function`: computed
 classically from the positions and, for a siVQLM, the scales alpha) and its weights the circuit's
 other angles (Heisenberg and SB, or the generic VQLM's RY/RZ); the gradient with respect to alpha
-follows by the chain rule through the encoding angles (JAX). Energy loss only: force terms would need
-second derivatives from the device.
+follows by the chain rule through the encoding angles (JAX). A trained observable is measured as its
+terms (one QNN output each) and weighed classically, so its weights' gradient is the terms' values.
+Energy loss only: force terms would need second derivatives from the device.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ class QnnModel:
                              "would send one job per step: train on Aer with that device's noise instead "
                              "(backend=aer backend.noise.device=<fake device>)")
         self.spec = spec
-        circuit, observable = spec.to_qiskit()
+        circuit, _ = spec.to_qiskit()
         circuit = shift_ready(circuit)  # the dimer's PauliEvolutionGate: rotations that Aer and the shift rule know
         target = make_target(settings)
         estimator = make_estimator(settings, target)
@@ -56,7 +57,7 @@ class QnnModel:
         self.inputs = [p for p in params if p.vector.name == "enc"]
         self.weight_params = [p for p in params if p.vector.name != "enc"]
         precision = 0.0 if settings.shots is None else (settings.shots - 0.5) ** -0.5
-        self.qnn = EstimatorQNN(circuit=circuit, estimator=estimator, observables=observable,
+        self.qnn = EstimatorQNN(circuit=circuit, estimator=estimator, observables=spec.observable_terms(),
                                 input_params=self.inputs, weight_params=self.weight_params, input_gradients=True,
                                 default_precision=precision, pass_manager=pass_manager,
                                 gradient=ParamShiftEstimatorGradient(estimator, pass_manager=pass_manager))
@@ -75,12 +76,17 @@ class QnnModel:
         as_jax = {k: jnp.asarray(v, dtype=jnp.float64) for k, v in weights.items()}
         enc, enc_vjp = jax.vjp(lambda w: self._encodings(w, positions), as_jax)
         inputs, w = np.asarray(enc), self._weight_vector(weights)
-        f = self.qnn.forward(inputs, w)[:, 0]
+        terms = self.qnn.forward(inputs, w)  # (N, observable terms)
+        c = self.spec.observable_weights(weights)
+        f = terms @ c
         input_grad, weight_grad = self.qnn.backward(inputs, w)
         residual = 2 * (f - targets) / len(targets)
         # through the encoding: alpha for a siVQLM; zeros for weights the encoding does not read
-        grads = {k: np.asarray(g) for k, g in enc_vjp(jnp.asarray(residual[:, None] * input_grad[:, 0, :]))[0].items()}
-        flat_grad = residual @ weight_grad[:, 0, :]
+        grads = {k: np.asarray(g) for k, g in
+                 enc_vjp(jnp.asarray(residual[:, None] * np.einsum("ntj,t->nj", input_grad, c)))[0].items()}
+        flat_grad = residual @ np.einsum("ntj,t->nj", weight_grad, c)
+        if "observable" in grads:
+            grads["observable"] = residual @ terms
         for name in self.circuit_weights:
             g = np.zeros(np.size(weights[name]))
             for value, p in zip(flat_grad, self.weight_params):
