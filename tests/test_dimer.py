@@ -103,6 +103,22 @@ def test_simulator_matches_qiskit_statevector(symmetry, options):
     np.testing.assert_allclose(np.asarray(Simulator(spec).expectation(weights, positions)), expected, atol=1e-10)
 
 
+@pytest.mark.parametrize("options", [PAPER, DEFAULT])
+def test_pair_copies_and_three_bases_read_the_same_energy(configs, monkeypatch, options):
+    """The simulator's two readouts of the observable (one transposed copy of the state per pair, or the
+    probabilities in the Z, X and Y bases) are two computations of one expectation."""
+    from siqml_cli.simulate import statevector
+
+    spec = build_model("water_dimer", "broken", 1, 1, options)
+    weights = spec.random_weights(6)
+    energies = {}
+    for threshold in (0, 10**6):
+        monkeypatch.setattr(statevector, "SWAP_READOUT_PAIRS", threshold)
+        sim = Simulator(spec)
+        energies[sim.readout_by_bases] = np.asarray(sim.expectation(weights, configs))
+    np.testing.assert_allclose(energies[True], energies[False], atol=1e-12)
+
+
 def test_star_gate_is_the_exponential_of_the_orbit_sum():
     from qiskit import QuantumCircuit
     from qiskit.quantum_info import Operator

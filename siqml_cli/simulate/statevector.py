@@ -332,10 +332,8 @@ class Simulator:
         self.s_dagger = (jnp.asarray(phase.real, dtype=self.real), jnp.asarray(phase.imag, dtype=self.real))
         z = 1 - 2 * bits[:, [self.final_order.index(q) for q in range(n)]]  # z[b, qubit]
         zz = np.stack([z[:, i] * z[:, j] for i, j in self.spec.readout_pairs], axis=1)
-        if self.spec.observable_orbits:
-            zz = zz @ _one_hot(self.spec.readout_orbit_index, len(self.spec.observable_orbits))
-        self.readout_diagonals = jnp.asarray(zz if self.spec.observable_orbits else zz.sum(axis=1, keepdims=True),
-                                             dtype=self.real)
+        orbit = self.spec.readout_orbit_index if self.spec.observable_orbits else np.zeros(len(zz.T), dtype=int)
+        self.readout_diagonals = jnp.asarray(zz @ _one_hot(orbit, 1 + orbit.max()), dtype=self.real)
 
     # ------------------------------------------------------------------ matrices
 
@@ -561,9 +559,8 @@ class Simulator:
         parts = parts.reshape(n_configs, 4, len(self.hadamard_high), len(self.hadamard_low))
         rotated = jnp.einsum("ab,nkbc,dc->nkad", self.hadamard_high, parts, self.hadamard_low)
         probabilities = re * re + im * im + jnp.sum(rotated * rotated, axis=1).reshape(n_configs, -1)
-        if self.spec.observable_orbits:
-            return probabilities @ (self.readout_diagonals @ jnp.asarray(weights["observable"], dtype=self.real))
-        return probabilities @ self.readout_diagonals[:, 0]
+        weights = weights["observable"] if self.spec.observable_orbits else np.ones(1)
+        return probabilities @ (self.readout_diagonals @ jnp.asarray(weights, dtype=self.real))
 
 
 def reduce_kron(matrix: np.ndarray, power: int) -> np.ndarray:
