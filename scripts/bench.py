@@ -17,7 +17,6 @@ import platform
 import resource
 import subprocess
 import tempfile
-import time
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -58,9 +57,8 @@ def time_steps(molecule: str, symmetry: str, layers: int, blocks: int, batch: in
                             lr_final_fraction=0.05, checkpoint_every=10**9, seed=0)
     sim = Simulator(spec, precision)
     with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.perf_counter()
-        _, _, per_step = run_loop(sim, training, spec.init_weights(0), settings, Path(tmp), progress=False)
-        total = time.perf_counter() - t0
+        trained = run_loop(sim, training, spec.init_weights(0), settings, Path(tmp), progress=False)
+        total, per_step = trained.seconds, trained.seconds_per_step
     compile_s = total - per_step * (steps - 1)
     model = f"{molecule} D={layers} B={blocks} {symmetry}" + (" (shipped defaults)" if options else "")
     return {"model": model, "precision": precision, "batch": batch,

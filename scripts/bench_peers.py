@@ -415,9 +415,8 @@ def time_siqml(spec, training, batch: int, force_weight: float, precision: str, 
         settings = LoopSettings(steps=steps, lr=0.01, batch_size=batch, force_weight=force_weight, schedule="cosine",
                                 lr_final_fraction=0.05, checkpoint_every=10**9, seed=0)
         with tempfile.TemporaryDirectory() as tmp:
-            t0 = time.perf_counter()
-            _, _, per_step = run_loop(sim, training, spec.init_weights(0), settings, Path(tmp), progress=False)
-            return time.perf_counter() - t0, per_step
+            trained = run_loop(sim, training, spec.init_weights(0), settings, Path(tmp), progress=False)
+            return trained.seconds, trained.seconds_per_step
 
     probe_steps = 4
     total, per_step = run(probe_steps)

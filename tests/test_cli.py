@@ -55,6 +55,8 @@ def test_resume_continues_exactly(siqml, tmp_path):
     common = ["+molecule=lih", "train.schedule=constant", "train.checkpoint_every=5"]
     straight = siqml("train", *common, "train.steps=20", f"hydra.run.dir={tmp_path / 'straight'}")
     first = siqml("train", *common, "train.steps=10", f"hydra.run.dir={tmp_path / 'parts'}")
+    with np.load(tmp_path / "parts" / "checkpoint.npz") as checkpoint:
+        first_seconds = float(checkpoint["seconds"])
     resumed = siqml("train", f"resume={tmp_path / 'parts'}", "train.steps=20")
     for r in (straight, first, resumed):
         assert r.returncode == 0, r.stderr
@@ -62,6 +64,10 @@ def test_resume_continues_exactly(siqml, tmp_path):
     b = pd.read_csv(tmp_path / "parts" / "metrics.csv")
     assert len(b) == 20
     np.testing.assert_array_equal(a.to_numpy(), b.to_numpy())
+    # the training time counts both invocations; the log (Hydra's train.log) tells the story
+    assert 0 < first_seconds < json.loads((tmp_path / "parts" / "run.json").read_text())["train_seconds"]
+    log = (tmp_path / "parts" / "train.log").read_text()
+    assert "step 10/10" in log and "resumed at step 10 of 20" in log and "step 20/20" in log
 
 
 def test_evaluate_any_orientation(lih_run, siqml, tmp_path):

@@ -7,9 +7,11 @@ steps, so a step costs one call of the compiled function and nothing else.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -17,12 +19,15 @@ import numpy as np
 import optax
 import pandas as pd
 from tqdm.auto import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from siqml_cli.data.io import atomic_path
 from siqml_cli.simulate import Simulator, expectation_and_gradient
 
 CHECKPOINT_FILE = "checkpoint.npz"
 METRIC_COLUMNS = ["step", "loss", "energy_loss", "force_loss"]
+PROGRESS_LINES = 10  # progress lines per run in the log (Hydra's train.log), for runs without a terminal
+log = logging.getLogger("siqml")
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,13 @@ class LoopSettings:
     lr_final_fraction: float
     checkpoint_every: int
     seed: int
+
+
+class LoopResult(NamedTuple):
+    weights: dict
+    metrics: pd.DataFrame
+    seconds_per_step: float  # of this invocation, after the first (compiled) step
+    seconds: float  # wall time of the whole training, earlier invocations of a resumed run included
 
 
 @dataclass
@@ -93,38 +105,39 @@ def batch_block(n: int, batch_size: int | None, seed: int, first_step: int) -> n
                      for t in range(first_step, first_step + INDEX_BLOCK)])
 
 
-def save_checkpoint(folder: Path, step: int, weights, opt_state, metrics: pd.DataFrame) -> None:
+def save_checkpoint(folder: Path, step: int, weights, opt_state, metrics: pd.DataFrame, seconds: float) -> None:
     leaves = jax.tree_util.tree_leaves((weights, opt_state))
     with atomic_path(folder / CHECKPOINT_FILE) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, step=step, metrics=metrics[METRIC_COLUMNS].to_numpy(),
+        np.savez(fh, step=step, seconds=seconds, metrics=metrics[METRIC_COLUMNS].to_numpy(),
                  **{f"leaf_{i}": np.asarray(x) for i, x in enumerate(leaves)})
 
 
 def load_checkpoint(folder: Path, weights, opt_state):
-    """Restore (step, weights, opt_state, metrics) into the structure of freshly built ones."""
+    """Restore (step, weights, opt_state, metrics, seconds trained so far) into the structure of freshly
+    built ones."""
     treedef = jax.tree_util.tree_structure((weights, opt_state))
     with np.load(folder / CHECKPOINT_FILE) as npz:
         leaves = [jnp.asarray(npz[f"leaf_{i}"]) for i in range(treedef.num_leaves)]
         metrics = pd.DataFrame(npz["metrics"], columns=METRIC_COLUMNS)
         step = int(npz["step"])
+        seconds = float(npz["seconds"]) if "seconds" in npz.files else 0.0  # checkpoints before 2026-12-03 lack it
     weights, opt_state = jax.tree_util.tree_unflatten(treedef, leaves)
     metrics["step"] = metrics["step"].astype(int)
-    return step, weights, opt_state, metrics
+    return step, weights, opt_state, metrics, seconds
 
 
 def run_loop(sim: Simulator, data: TrainingSet, weights: dict, s: LoopSettings, folder: Path,
-             resume: bool = False, progress: bool = True):
-    """Train from `weights` (or the checkpoint in `folder` when resuming).
-
-    Returns (weights, metrics, seconds per step of this invocation, after the first compiled step).
-    """
+             resume: bool = False, progress: bool = True) -> LoopResult:
+    """Train from `weights` (or the checkpoint in `folder` when resuming)."""
+    t_start = time.perf_counter()
     opt = make_optimizer(s)
     weights = {k: jnp.asarray(v, dtype=sim.real) for k, v in weights.items()}
     opt_state = opt.init(weights)
     metrics = pd.DataFrame(columns=METRIC_COLUMNS)
-    start = 0
+    start, seconds_before = 0, 0.0
     if resume and (folder / CHECKPOINT_FILE).exists():
-        start, weights, opt_state, metrics = load_checkpoint(folder, weights, opt_state)
+        start, weights, opt_state, metrics, seconds_before = load_checkpoint(folder, weights, opt_state)
+        log.info("resumed at step %d of %d", start, s.steps)
     step_fn = make_step(sim, opt, s.force_weight)
     block = None
     x_all = jnp.asarray(data.positions, dtype=sim.real)
@@ -146,23 +159,38 @@ def run_loop(sim: Simulator, data: TrainingSet, weights: dict, s: LoopSettings, 
                             F=f"{values[-1, 2]:.3e}" if s.force_weight > 0 else "-")
         return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=METRIC_COLUMNS)
 
-    for step in bar:
-        row = (step - start) % INDEX_BLOCK
-        if row == 0:
-            block = batch_block(len(data.positions), s.batch_size, s.seed, step)
-            block = None if block is None else jnp.asarray(block)
-        weights, opt_state, losses = step_fn(weights, opt_state, x_all, y_all, f_all, block, row)
-        if t_first is None:
-            jax.block_until_ready(losses)
-            t_first, first_step = time.perf_counter(), step
-        pending.append((step + 1, losses))
-        if len(pending) >= 50 or step + 1 == s.steps:
-            metrics = flush()
-        if (step + 1) % s.checkpoint_every == 0 or step + 1 == s.steps:
-            metrics = flush()
-            save_checkpoint(folder, step + 1, weights, opt_state, metrics)
+    def seconds() -> float:
+        return seconds_before + time.perf_counter() - t_start
+
+    report_every = max(1, s.steps // PROGRESS_LINES)
+
+    def report(step: int) -> None:
+        last = metrics.iloc[-1]
+        force = f", force loss {last['force_loss']:.3e}" if s.force_weight > 0 else ""
+        log.info("step %d/%d: loss %.3e, energy loss %.3e%s (%.0f s)", step, s.steps, last["loss"],
+                 last["energy_loss"], force, seconds())
+
+    with logging_redirect_tqdm(loggers=[logging.getLogger()]):  # log lines above the bar, not through it
+        for step in bar:
+            row = (step - start) % INDEX_BLOCK
+            if row == 0:
+                block = batch_block(len(data.positions), s.batch_size, s.seed, step)
+                block = None if block is None else jnp.asarray(block)
+            weights, opt_state, losses = step_fn(weights, opt_state, x_all, y_all, f_all, block, row)
+            if t_first is None:
+                jax.block_until_ready(losses)
+                t_first, first_step = time.perf_counter(), step
+            pending.append((step + 1, losses))
+            if len(pending) >= 50 or step + 1 == s.steps:
+                metrics = flush()
+            if (step + 1) % s.checkpoint_every == 0 or step + 1 == s.steps:
+                metrics = flush()
+                save_checkpoint(folder, step + 1, weights, opt_state, metrics, seconds())
+            if (step + 1) % report_every == 0 or step + 1 == s.steps:
+                metrics = flush()
+                report(step + 1)
     bar.close()
     metrics = flush()
     timed = (s.steps - 1 - first_step) if t_first is not None else 0
     per_step = (time.perf_counter() - t_first) / timed if timed > 0 else float("nan")
-    return {k: np.asarray(v) for k, v in weights.items()}, metrics, per_step
+    return LoopResult({k: np.asarray(v) for k, v in weights.items()}, metrics, per_step, seconds())

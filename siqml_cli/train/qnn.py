@@ -26,7 +26,7 @@ from siqml_cli.backends.settings import BackendSettings
 from siqml_cli.backends.shift import shift_ready
 from siqml_cli.errors import SiqmlError
 from siqml_cli.models.spec import ModelSpec
-from siqml_cli.train.loop import METRIC_COLUMNS, LoopSettings, TrainingSet, make_optimizer
+from siqml_cli.train.loop import METRIC_COLUMNS, LoopResult, LoopSettings, TrainingSet, make_optimizer
 
 log = logging.getLogger("siqml")
 
@@ -97,7 +97,7 @@ class QnnModel:
 
 
 def run_qnn_loop(spec: ModelSpec, data: TrainingSet, weights: dict, s: LoopSettings, settings: BackendSettings):
-    """Adam on the EstimatorQNN's loss; returns (weights, metrics, seconds per step) like `run_loop`."""
+    """Adam on the EstimatorQNN's loss; returns a `LoopResult` like `run_loop`."""
     if s.force_weight > 0:
         raise SiqmlError("training on a backend uses the energy loss only (forces would need second derivatives "
                          "from the device): add loss=energy")
@@ -121,6 +121,6 @@ def run_qnn_loop(spec: ModelSpec, data: TrainingSet, weights: dict, s: LoopSetti
             message = (f"{settings.label}: {first:.1f} s per step ({batch} configurations, parameter shift); "
                        f"{s.steps} steps will take about {first * s.steps / 60:.1f} min")
             log.info(message)
-    per_step = (time.perf_counter() - t0) / max(s.steps, 1)
+    seconds = time.perf_counter() - t0
     metrics = pd.DataFrame(rows, columns=METRIC_COLUMNS)
-    return {k: np.asarray(v) for k, v in weights.items()}, metrics, per_step
+    return LoopResult({k: np.asarray(v) for k, v in weights.items()}, metrics, seconds / max(s.steps, 1), seconds)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import platform
-import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -189,15 +188,14 @@ def train_run(cfg: DictConfig, folder: Path, resume: bool = False, progress: boo
                  started=datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
     sim = make_simulator(spec, precision)
-    t0 = time.perf_counter()
     if backend.kind == "statevector":
-        weights, metrics, per_step = run_loop(sim, training, spec.init_weights(settings.seed), settings, folder,
-                                              resume=resume, progress=progress)
+        trained = run_loop(sim, training, spec.init_weights(settings.seed), settings, folder, resume=resume,
+                           progress=progress)
     else:  # EstimatorQNN with parameter-shift gradients on a Qiskit backend
         from siqml_cli.train.qnn import run_qnn_loop
 
-        weights, metrics, per_step = run_qnn_loop(spec, training, spec.init_weights(settings.seed), settings, backend)
-    train_seconds = time.perf_counter() - t0
+        trained = run_qnn_loop(spec, training, spec.init_weights(settings.seed), settings, backend)
+    weights, metrics = trained.weights, trained.metrics
 
     forcefield = ForceField(spec, weights, scaler, simulator=sim if precision == "double" else None)
     forcefield.save(folder, extra={"data": str(data.source), "noise_sigma": sigma, "seed": settings.seed})
@@ -205,7 +203,8 @@ def train_run(cfg: DictConfig, folder: Path, resume: bool = False, progress: boo
     if window is not None:
         splits[RELEVANT] = relevant_subset(test_set, train_set, window)
     summary = write_results(folder, forcefield, metrics, splits, molecule)
-    summary.update(train_seconds=round(train_seconds, 3), seconds_per_step=per_step, steps=settings.steps,
+    summary.update(train_seconds=round(trained.seconds, 3), seconds_per_step=trained.seconds_per_step,
+                   steps=settings.steps,
                    machine=platform.processor() or platform.machine())
     write_status(folder, "complete", **summary)
     return summary
