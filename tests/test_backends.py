@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
@@ -31,7 +30,6 @@ from siqml_cli.errors import SiqmlError
 from siqml_cli.forcefield import ForceField, LabelScaler
 from siqml_cli.models import blocks, build_model
 from siqml_cli.paths import REPO_ROOT
-from siqml_cli.simulate import Simulator
 from siqml_cli.train.run import SPLIT_FILE
 
 SCALER = LabelScaler(e_min=-8.0, e_max=-7.0, out_lo=-2.6, out_hi=0.6)  # a non-trivial slope and offset
@@ -160,21 +158,10 @@ def test_fake_device_through_local_mode_with_and_without_mitigation():
     assert errors[1] < errors[0], errors
 
 
-def test_qnn_loss_gradient_equals_fast_simulator():
-    from siqml_cli.train.qnn import QnnModel
-
+def test_qnn_loss_gradient_equals_fast_simulator(assert_qnn_gradient_matches_jax):
     spec = build_model("h2o", "broken", 1, 1)
-    weights = spec.random_weights(9)
-    x = configurations(spec, 1, seed=9)
-    targets = np.array([-0.7])
-    loss, grads = QnnModel(spec, backend_settings({"kind": "aer"})).loss_and_gradient(weights, x, targets)
-    sim = Simulator(spec)
-    expected_loss, expected = jax.value_and_grad(
-        lambda w: jnp.mean((sim.expectation(w, jnp.asarray(x)) - targets) ** 2))(
-        {k: jnp.asarray(v) for k, v in weights.items()})
-    assert loss == pytest.approx(float(expected_loss), abs=1e-10)
-    for name in weights:
-        np.testing.assert_allclose(grads[name], np.asarray(expected[name]), rtol=0, atol=1e-8, err_msg=name)
+    assert_qnn_gradient_matches_jax(spec, spec.random_weights(9), configurations(spec, 1, seed=9), np.array([-0.7]),
+                                    atol=1e-8)
 
 
 # --------------------------------------------------------------------------- commands
