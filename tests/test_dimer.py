@@ -196,9 +196,9 @@ def test_options_are_saved_and_checked():
 def test_tested_defaults_are_the_shipped_ones():
     from omegaconf import OmegaConf
 
-    for molecule, options in (("water_dimer", DEFAULT), ("water_dimer_cut", FIXED)):
+    for molecule in ("water_dimer", "water_dimer_cut"):  # the cut is learned by the dimer's model as shipped
         model = OmegaConf.load(REPO_ROOT / "configs" / "molecule" / f"{molecule}.yaml").model
-        assert {k: model[k] for k in options} == options
+        assert {k: model[k] for k in DEFAULT} == DEFAULT
 
 
 def test_estimator_qnn_runs_the_dimer_circuit_on_aer(configs):
@@ -218,20 +218,8 @@ def test_estimator_qnn_runs_the_dimer_circuit_on_aer(configs):
 
 
 @pytest.mark.slow  # parameter shift over every angle of the 12-qubit circuit on Aer
-def test_qnn_loss_gradient_with_a_trained_observable_equals_fast_simulator(configs):
+def test_qnn_loss_gradient_with_a_trained_observable_equals_fast_simulator(configs, assert_qnn_gradient_matches_jax):
     """EstimatorQNN training of the trained observable: the weighed terms and the chain rule give the loss
     and the gradient of every weight (circuit angles, scales alpha, observable weights) that JAX gives."""
-    from siqml_cli.backends.settings import backend_settings
-    from siqml_cli.train.qnn import QnnModel
-
     spec = build_model("water_dimer", "full", 1, 1, DEFAULT)
-    weights = spec.random_weights(9)
-    x, targets = configs[:1], np.array([-0.7])
-    loss, grads = QnnModel(spec, backend_settings({"kind": "aer"})).loss_and_gradient(weights, x, targets)
-    sim = Simulator(spec)
-    expected_loss, expected = jax.value_and_grad(
-        lambda w: jnp.mean((sim.expectation(w, jnp.asarray(x)) - targets) ** 2))(
-        {k: jnp.asarray(v) for k, v in weights.items()})
-    assert loss == pytest.approx(float(expected_loss), abs=1e-9)
-    for name in weights:
-        np.testing.assert_allclose(grads[name], np.asarray(expected[name]), rtol=0, atol=1e-7, err_msg=name)
+    assert_qnn_gradient_matches_jax(spec, spec.random_weights(9), configs[:1], np.array([-0.7]), atol=1e-7)
