@@ -27,7 +27,7 @@ from omegaconf import OmegaConf
 
 from siqml_cli.data import read_dataset
 from siqml_cli.forcefield import LabelScaler
-from siqml_cli.models import build_model
+from siqml_cli.models import build_model, water_dimer
 from siqml_cli.paths import REPO_ROOT
 from siqml_cli.simulate import Simulator
 from siqml_cli.train.loop import LoopSettings, TrainingSet, run_loop
@@ -44,7 +44,7 @@ def cpu_model() -> str:
 #: the water dimer model options that `siqml train +molecule=water_dimer` uses
 DIMER_DEFAULTS = {k: v for k, v in OmegaConf.to_container(
     OmegaConf.load(REPO_ROOT / "configs" / "molecule" / "water_dimer.yaml").model).items()
-    if k in ("frame", "atom_readout", "observable")}
+    if k in water_dimer.OPTIONS}
 
 
 def time_steps(molecule: str, symmetry: str, layers: int, blocks: int, batch: int, force_weight: float,

@@ -26,7 +26,7 @@ from omegaconf import OmegaConf
 
 from siqml_cli.data import read_dataset
 from siqml_cli.forcefield import LabelScaler
-from siqml_cli.models import build_model
+from siqml_cli.models import build_model, water_dimer
 from siqml_cli.paths import REPO_ROOT
 from siqml_cli.simulate import make_simulator
 from siqml_cli.simulate.statevector import enable_compilation_cache
@@ -42,7 +42,7 @@ def main() -> None:
     split = split_indices(len(dev), 0.8, seed=0)
     train, val = dev.subset(split.train), dev.subset(split.test)
     spec = build_model("water_dimer", opts.get("symmetry", "broken"), opts.get("layers", 4), opts.get("blocks", 1),
-                       {k: opts[k] for k in ("frame", "atom_readout", "alpha_init", "observable") if k in opts})
+                       {k: opts[k] for k in (*water_dimer.OPTIONS, "alpha_init") if k in opts})
     model = {"output_margin": opts.get("output_margin", 0.1), "output_range": opts.get("output_range")}
     scaler = LabelScaler.fit(train.energies, output_interval(OmegaConf.create({"model": model}), spec), margin=0.0)
     steps, batch = opts.get("steps", 1500), opts.get("batch", 32)

@@ -44,7 +44,7 @@ def build_model(molecule: str, symmetry: str, layers: int, blocks: int, options=
     alpha_init = options.get("alpha_init", 1.0)
     if isinstance(alpha_init, bool) or not isinstance(alpha_init, (int, float)) or not math.isfinite(alpha_init):
         raise SiqmlError(f"model.alpha_init must be a number (where the encoding scales start), got {alpha_init!r}")
-    dimer_options = {k: options[k] for k in ("frame", "atom_readout", "observable") if options.get(k) is not None}
+    dimer_options = {k: options[k] for k in water_dimer.OPTIONS if options.get(k) is not None}
     if molecule.startswith("water_dimer"):
         spec = BUILDERS[molecule](layers, blocks, symmetry, **dimer_options)
     elif (dimer_options.get("frame", "midpoint") != "midpoint" or dimer_options.get("atom_readout")

@@ -179,16 +179,18 @@ class ModelSpec:
 
     @property
     def readout_orbit_index(self) -> np.ndarray:
-        """For each of `readout_pairs`, the index of its orbit's weight in `observable`."""
+        """For each of `readout_pairs`, the index of its term's weight in `observable_weights` (a fixed
+        observable is one term of weight 1)."""
+        if not self.observable_orbits:
+            return np.zeros(len(self.observable_pairs), dtype=int)
         return np.array([g for g, orbit in enumerate(self.observable_orbits) for _ in orbit], dtype=int)
 
     def observable(self, weights: dict | None = None) -> SparsePauliOp:
         """The observable; a trained one with the `observable` weights of `weights` (without them: as it starts)."""
         if not self.observable_orbits:
             return blocks.heisenberg_interaction(self.n_qubits, self.observable_pairs)
-        w = self.fixed_observable_weights() if weights is None else np.asarray(weights["observable"], dtype=float)
-        return sum(w[g] * blocks.heisenberg_interaction(self.n_qubits, orbit)
-                   for g, orbit in enumerate(self.observable_orbits)).simplify()
+        w = self.fixed_observable_weights() if weights is None else np.asarray(self.observable_weights(weights), float)
+        return sum(w[g] * term for g, term in enumerate(self.observable_terms())).simplify()
 
     def observable_terms(self) -> list[SparsePauliOp]:
         """The observables that `observable_weights` weigh into `observable`: one H sum per orbit (or the fixed one)."""
@@ -196,8 +198,9 @@ class ModelSpec:
             return [self.observable()]
         return [blocks.heisenberg_interaction(self.n_qubits, orbit) for orbit in self.observable_orbits]
 
-    def observable_weights(self, weights: dict) -> np.ndarray:
-        return np.asarray(weights["observable"], dtype=float) if self.observable_orbits else np.ones(1)
+    def observable_weights(self, weights: dict):
+        """The weights of `observable_terms` (NumPy or, inside a traced function, JAX)."""
+        return weights["observable"] if self.observable_orbits else np.ones(1)
 
     def to_qiskit(self) -> tuple[QuantumCircuit, SparsePauliOp]:
         """The circuit with named parameters: `theta`, `eps` (weights) and `enc` (encoding U angles), and the

@@ -59,6 +59,8 @@ def atom_permutation(atoms) -> tuple[int, ...]:
 GROUP_GENERATORS = (tuple(q ^ 1 for q in range(12)), atom_permutation((0, 2, 1, 3, 4, 5)),
                     atom_permutation((0, 1, 2, 3, 5, 4)), atom_permutation((3, 4, 5, 0, 1, 2)))
 OBSERVABLES = ("fixed", "trained")
+#: the `model` config keys that only the water dimer's siVQLM reads (`build`'s keyword arguments)
+OPTIONS = ("frame", "atom_readout", "observable")
 
 
 def same_sign(a: int, b: int) -> tuple[tuple[int, int], ...]:

@@ -332,7 +332,7 @@ class Simulator:
         self.s_dagger = (jnp.asarray(phase.real, dtype=self.real), jnp.asarray(phase.imag, dtype=self.real))
         z = 1 - 2 * bits[:, [self.final_order.index(q) for q in range(n)]]  # z[b, qubit]
         zz = np.stack([z[:, i] * z[:, j] for i, j in self.spec.readout_pairs], axis=1)
-        orbit = self.spec.readout_orbit_index if self.spec.observable_orbits else np.zeros(len(zz.T), dtype=int)
+        orbit = self.spec.readout_orbit_index
         self.readout_diagonals = jnp.asarray(zz @ _one_hot(orbit, 1 + orbit.max()), dtype=self.real)
 
     # ------------------------------------------------------------------ matrices
@@ -534,15 +534,9 @@ class Simulator:
         n = self.spec.n_qubits
         tensor = psi.reshape((psi.shape[0],) + (2,) * (n + (not self.dense)))  # real: the (re, im) axis last
         axis = {q: n - p for p, q in enumerate(order)}
-        pairs = self.spec.readout_pairs
-        if self.spec.observable_orbits:
-            c = jnp.asarray(weights["observable"], dtype=self.real)[self.spec.readout_orbit_index]
-            swapped = sum(c[k] * jnp.swapaxes(tensor, axis[i], axis[j]) for k, (i, j) in enumerate(pairs))
-            total = jnp.sum(c)
-        else:
-            swapped = sum(jnp.swapaxes(tensor, axis[i], axis[j]) for i, j in pairs)
-            total = len(pairs)
-        products = jnp.conj(tensor) * (2 * swapped - total * tensor)
+        c = jnp.asarray(self.spec.observable_weights(weights), dtype=self.real)[self.spec.readout_orbit_index]
+        swapped = sum(c[k] * jnp.swapaxes(tensor, axis[i], axis[j]) for k, (i, j) in enumerate(self.spec.readout_pairs))
+        products = jnp.conj(tensor) * (2 * swapped - jnp.sum(c) * tensor)
         return jnp.sum(jnp.real(products).reshape(psi.shape[0], -1), axis=-1)
 
     def _expectation_by_bases(self, psi, weights) -> jnp.ndarray:
@@ -559,8 +553,8 @@ class Simulator:
         parts = parts.reshape(n_configs, 4, len(self.hadamard_high), len(self.hadamard_low))
         rotated = jnp.einsum("ab,nkbc,dc->nkad", self.hadamard_high, parts, self.hadamard_low)
         probabilities = re * re + im * im + jnp.sum(rotated * rotated, axis=1).reshape(n_configs, -1)
-        weights = weights["observable"] if self.spec.observable_orbits else np.ones(1)
-        return probabilities @ (self.readout_diagonals @ jnp.asarray(weights, dtype=self.real))
+        c = jnp.asarray(self.spec.observable_weights(weights), dtype=self.real)
+        return probabilities @ (self.readout_diagonals @ c)
 
 
 def reduce_kron(matrix: np.ndarray, power: int) -> np.ndarray:

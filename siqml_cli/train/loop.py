@@ -149,7 +149,8 @@ def run_loop(sim: Simulator, data: TrainingSet, weights: dict, s: LoopSettings, 
     bar = tqdm(range(start, s.steps), initial=start, total=s.steps, desc="train", unit="step",
                disable=not progress, mininterval=0.5)
 
-    def flush() -> pd.DataFrame:
+    def flush() -> None:
+        """Bring the pending losses from the device into `rows`."""
         if pending:
             values = np.asarray(jnp.stack([v for _, v in pending]), dtype=np.float64)
             rows.append(pd.DataFrame({"step": [p[0] for p in pending], "loss": values[:, 0],
@@ -157,6 +158,8 @@ def run_loop(sim: Simulator, data: TrainingSet, weights: dict, s: LoopSettings, 
             pending.clear()
             bar.set_postfix(refresh=False, loss=f"{values[-1, 0]:.3e}", E=f"{values[-1, 1]:.3e}",
                             F=f"{values[-1, 2]:.3e}" if s.force_weight > 0 else "-")
+
+    def table() -> pd.DataFrame:
         return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=METRIC_COLUMNS)
 
     def seconds() -> float:
@@ -165,7 +168,7 @@ def run_loop(sim: Simulator, data: TrainingSet, weights: dict, s: LoopSettings, 
     report_every = max(1, s.steps // PROGRESS_LINES)
 
     def report(step: int) -> None:
-        last = metrics.iloc[-1]
+        last = rows[-1].iloc[-1]
         force = f", force loss {last['force_loss']:.3e}" if s.force_weight > 0 else ""
         log.info("step %d/%d: loss %.3e, energy loss %.3e%s (%.0f s)", step, s.steps, last["loss"],
                  last["energy_loss"], force, seconds())
@@ -181,16 +184,16 @@ def run_loop(sim: Simulator, data: TrainingSet, weights: dict, s: LoopSettings, 
                 jax.block_until_ready(losses)
                 t_first, first_step = time.perf_counter(), step
             pending.append((step + 1, losses))
-            if len(pending) >= 50 or step + 1 == s.steps:
-                metrics = flush()
+            if len(pending) >= 50:
+                flush()
             if (step + 1) % s.checkpoint_every == 0 or step + 1 == s.steps:
-                metrics = flush()
-                save_checkpoint(folder, step + 1, weights, opt_state, metrics, seconds())
+                flush()
+                save_checkpoint(folder, step + 1, weights, opt_state, table(), seconds())
             if (step + 1) % report_every == 0 or step + 1 == s.steps:
-                metrics = flush()
+                flush()
                 report(step + 1)
     bar.close()
-    metrics = flush()
+    flush()
     timed = (s.steps - 1 - first_step) if t_first is not None else 0
     per_step = (time.perf_counter() - t_first) / timed if timed > 0 else float("nan")
-    return LoopResult({k: np.asarray(v) for k, v in weights.items()}, metrics, per_step, seconds())
+    return LoopResult({k: np.asarray(v) for k, v in weights.items()}, table(), per_step, seconds())
