@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install train test test-slow bench data check-symmetry clean
+.PHONY: install train test test-slow bench docs data check-symmetry clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,17 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python scripts/bench.py
 	$(BIN)/python scripts/bench_peers.py
 
+## The documentation site (docs/, mkdocs.yml) into site/, in strict mode: a broken link or a
+## docstring the API pages cannot render fails the build. Installs the `docs` extra first.
+DOCS_STAMP := $(VENV)/.docs-stamp
+
+$(DOCS_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,docs]'
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
 ## Regenerate the shipped reference data with PySCF (minutes; resumable).
 data: $(STAMP)
 	$(BIN)/siqml data +molecule=lih
@@ -46,4 +57,4 @@ check-symmetry: $(STAMP)
 	$(BIN)/siqml check-symmetry +molecule=h2o
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) *.egg-info .pytest_cache .hypothesis site
