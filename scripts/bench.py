@@ -2,7 +2,7 @@
 
 Times one Adam step (compiled, mini-batch gather and per-step Python overhead included) of the
 H2O siVQLM (D=6, B=1, symmetry breaking), the LiH siVQLM and the 12-qubit water dimer siVQLM
-(D=4, B=1, symmetry breaking; MODELS.md's model and the shipped defaults of
+(D=4, B=1, symmetry breaking; the reference construction and the shipped defaults of
 configs/molecule/water_dimer.yaml), energy-only and energy+force, at several batch sizes; each row
 runs in its own process, so its peak RSS is its own. Writes results/bench/speed.md and .csv. Run:
 `make bench`.

@@ -4,7 +4,7 @@ The test split of `siqml train` (seed 0) is never seen: seed 0's training split 
 and each setting trains on the first part (mini-batches of 32, Adam, cosine decay to
 `lr_final_fraction` of the rate, default 1%, single precision) and is scored on the second (double precision). Faster to iterate than search.py:
 no results folder, and the output interval is given directly. This is how the dimer's defaults
-(configs/molecule/water_dimer.yaml) were found; README, "Water dimer", lists the runs.
+(configs/molecule/water_dimer.yaml) were found; docs/reproducing.md, "Water dimer", lists the runs.
 
 Usage: python scripts/probe_dimer.py '{"frame": "bonds", "atom_readout": true, "alpha_init": 3.0,
        "output_range": [-4.55, -3.45], "steps": 4000}'

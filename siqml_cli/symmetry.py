@@ -1,4 +1,4 @@
-"""Measured invariance errors of a model: the checks listed at the end of MODELS.md, as numbers.
+"""Measured invariance errors of a model: the checks listed in docs/models.md, as numbers.
 
 Used by `siqml check-symmetry` and by the tests, so the CLI reports exactly what CI checks.
 """

@@ -1,4 +1,4 @@
-"""Unit constants pinned by DATA.md (CODATA 2018), so every data set converts the same way."""
+"""Unit constants (CODATA 2018), defined once so every data set converts the same way (docs/data.md)."""
 
 HARTREE_EV = 27.211386245988
 BOHR_ANGSTROM = 0.529177210903

@@ -1,4 +1,4 @@
-"""Reference data: sampling as DATA.md says, real PySCF labels, files, resuming, bad files."""
+"""Reference data: sampling as docs/data.md says, real PySCF labels, files, resuming, bad files."""
 
 from __future__ import annotations
 

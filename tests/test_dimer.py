@@ -1,4 +1,4 @@
-"""The 12-qubit water dimer siVQLM (MODELS.md, Sec. II.6): its symmetries, its agreement with the
+"""The 12-qubit water dimer siVQLM (docs/models.md, Sec. II.6 of the paper): its symmetries, its agreement with the
 Qiskit circuit, that it couples the two molecules, and that the checks catch a model that does not
 share weights over an orbit."""
 
@@ -31,7 +31,7 @@ def configs() -> np.ndarray:
     return sample("water_dimer", 6, seed=11, params=PARAMS)
 
 
-#: MODELS.md's model as written, and the shipped defaults (configs/molecule/water_dimer.yaml)
+#: the reference construction, and the shipped defaults (configs/molecule/water_dimer.yaml)
 PAPER = {"frame": "midpoint", "atom_readout": False, "observable": "fixed"}
 DEFAULT = {"frame": "bonds", "atom_readout": True, "observable": "trained"}
 FIXED = dict(DEFAULT, observable="fixed")
@@ -42,7 +42,7 @@ FIXED = dict(DEFAULT, observable="fixed")
 def test_every_required_invariance_holds_with_random_weights(configs, symmetry, options, seed):
     """Rotations, mirror, inversion, translation, both H exchanges and the molecule exchange (with any
     eps: they are qubit permutations that SB commutes with), zero net force and finite differences,
-    for MODELS.md's model and for the default frame and observable (trained, with random weights)."""
+    for the reference construction and for the default frame and observable (trained, with random weights)."""
     spec = build_model("water_dimer", symmetry, 2, 2, options)
     table = symmetry_table(spec, spec.random_weights(seed), configs, seed=seed)
     required = table[table["required"] == "yes"]

@@ -1,4 +1,4 @@
-"""The generic VQLM baseline (symmetry=none, MODELS.md "The generic baseline").
+"""The generic VQLM baseline (symmetry=none, docs/models.md "The generic baseline").
 
 The fast simulator against Qiskit's Statevector and exact Aer, forces against finite differences,
 the invariances it has (internal coordinates: rotations, reflections, translations) and those it must

@@ -1,4 +1,4 @@
-"""Numerical checks of the siVQLMs of MODELS.md ("What must be checked numerically").
+"""Numerical checks of the siVQLMs (docs/models.md, "What is checked").
 
 For LiH and H2O, with random weights (and the initialisation) and random configurations:
 rotation / reflection / translation invariance of f and the matching equivariance of its
@@ -178,7 +178,7 @@ def exchange_error(sim: Simulator, weights, X) -> float:
     ("lih", "full", 4, 4, 0), ("lih", "broken", 4, 4, 1), ("lih", "rotation", 4, 4, 0),
     ("h2o", "full", 3, 2, 0), ("h2o", "broken", 3, 2, 1), ("h2o", "rotation", 4, 4, 0)])
 def test_weight_counts(molecule, symmetry, n_theta, n_alpha, n_eps):
-    """MODELS.md: LiH has 4 D B angles and 4 (D+1) scales; H2O shares weights over P's orbits."""
+    """LiH has 4 D B angles and 4 (D+1) scales; H2O shares weights over P's orbits."""
     layers, n_blocks = 3, 2
     spec = build_model(molecule, symmetry, layers, n_blocks)
     shapes = spec.weight_shapes()

@@ -1,4 +1,4 @@
-"""Reference labels from PySCF, with the geometry sampling of DATA.md.
+"""Reference labels from PySCF, with the geometry sampling of docs/data.md.
 
 `generate` samples every geometry up front from one seed (so the set does not depend on how
 often it was interrupted), labels them one by one, checkpoints progress to `<out>.partial.h5`
@@ -89,7 +89,7 @@ def sample_water_dimer(rng: np.random.Generator, r_oh: tuple[float, float], angl
 # --------------------------------------------------------------------------- water dimer 1D cut
 
 #: The PBE/def2-SVP minimum of the water dimer, O_a H_a1 H_a2 O_b H_b1 H_b2 in Å: ASE BFGS on
-#: `label_dft` to fmax 0.01 eV/Å from the DATA.md frame, then moved rigidly so that O_a is at the
+#: `label_dft` to fmax 0.01 eV/Å from the sampler's dimer frame, then moved rigidly so that O_a is at the
 #: origin, O_b on +x and the mirror plane is xz. O-O 2.836 Å, O-H...O 159.8°, E = -4151.37082 eV.
 WATER_DIMER_MINIMUM = np.array([
     [0.0, 0.0, 0.0],

@@ -8,7 +8,7 @@ import numpy as np
 
 from siqml_cli.errors import SiqmlError
 
-#: Atom order each model expects (DATA.md); a file must list its atoms in this order.
+#: Atom order each model expects (docs/data.md); a file must list its atoms in this order.
 MOLECULE_SPECIES: dict[str, tuple[str, ...]] = {
     "lih": ("Li", "H"),
     "h2o": ("O", "H", "H"),

@@ -1,4 +1,4 @@
-"""The siVQLMs of MODELS.md, one module per molecule, each filling in one `ModelSpec`; and the generic
+"""The siVQLMs (docs/models.md), one module per molecule, each filling in one `ModelSpec`; and the generic
 VQLM baseline (`symmetry=none`, `generic.py`)."""
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def build_model(molecule: str, symmetry: str, layers: int, blocks: int, options=
     elif (dimer_options.get("frame", "midpoint") != "midpoint" or dimer_options.get("atom_readout")
           or dimer_options.get("observable", "fixed") != "fixed"):
         raise SiqmlError(f"model.frame, model.atom_readout and model.observable apply to the water dimer only; "
-                         f"{molecule}'s siVQLM is built as MODELS.md fixes it: drop them")
+                         f"{molecule}'s siVQLM has no such options: drop them")
     else:
         spec = BUILDERS[molecule](layers, blocks, symmetry)
     return dataclasses.replace(spec, alpha_init=float(alpha_init))

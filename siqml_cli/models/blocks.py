@@ -1,4 +1,4 @@
-"""The building blocks of MODELS.md, one function each, as Qiskit gates and as matrices.
+"""The building blocks of the siVQLMs (docs/models.md), one function each, as Qiskit gates and as matrices.
 
 Each block has a Qiskit builder (what goes into the exported circuit) and the matrix the fast
 simulator uses; `tests/test_models.py` checks that the two agree.
@@ -40,7 +40,7 @@ def heisenberg_gate(qc: QuantumCircuit, theta: ParameterExpression | float, i: i
 
 
 def orbit_gate(qc: QuantumCircuit, theta: ParameterExpression | float, pairs) -> None:
-    """exp(-i theta sum_{(i,j) in pairs} H_ij) for pairs that share qubits (MODELS.md, dimer "star"), exactly.
+    """exp(-i theta sum_{(i,j) in pairs} H_ij) for pairs that share qubits (the water dimer's "star"), exactly.
 
     The generator's terms do not commute, so no product of two-qubit RH gates equals it. Instead:
     a fixed change of basis to its eigenbasis (`UnitaryGate`), the eigenphases as a

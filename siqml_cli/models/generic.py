@@ -1,4 +1,4 @@
-"""The generic VQLM of Kiss et al. 2022 (MODELS.md, "The generic baseline"): no symmetry built in.
+"""The generic VQLM of Kiss et al. 2022 (docs/models.md, "The generic baseline"): no symmetry built in.
 
 The paper's point of comparison. Classically computed features -- internal coordinates (rotation
 and translation invariant by construction, but not exchange invariant) or the Cartesian components
@@ -173,7 +173,7 @@ class GenericSpec:
         return int(np.prod(self.weight_shapes()["theta"]))
 
     def init_weights(self, seed: int) -> dict[str, np.ndarray]:
-        """Grant et al. 2019 as MODELS.md adapts it: the first layer's angles uniform over a full period
+        """Grant et al. 2019, adapted to rotation angles: the first layer's angles uniform over a full period
         [0, 2 pi), later layers 0. A zero layer is not the identity here but its CNOT ring, a fixed
         permutation of basis states that adds no randomness, so the circuit starts as one random layer
         among fixed gates and encodings -- far from the deep random circuits that have barren plateaus."""
@@ -249,7 +249,7 @@ class GenericSpec:
     # ------------------------------------------------------------------ Qiskit
 
     def observable(self, weights: dict | None = None) -> SparsePauliOp:
-        """Z_0 (MODELS.md); nothing in it is trained, so `weights` changes nothing."""
+        """Z_0, the first qubit's polarisation; nothing in it is trained, so `weights` changes nothing."""
         return SparsePauliOp.from_sparse_list([("Z", [0], 1.0)], num_qubits=self.n_qubits)
 
     def observable_terms(self) -> list[SparsePauliOp]:

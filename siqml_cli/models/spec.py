@@ -43,7 +43,7 @@ class ModelSpec:
     Gates are listed in the order they act. `centre` maps positions (A, 3) to the encoded
     vectors (V, 3) with array operations only, so autodiff carries forces through it.
 
-    The observable is the sum of H_ij over `observable_pairs` (MODELS.md). With `observable_orbits`
+    The observable is the sum of H_ij over `observable_pairs`. With `observable_orbits`
     it is trained instead: O = sum_g w_g sum_{(i,j) in orbit g} H_ij, one weight `observable[g]` per
     orbit of qubit pairs under the symmetry group (each such sum is invariant, so any weights keep
     every symmetry), starting at the fixed observable (w_g = 1 on the orbits it holds, 0 elsewhere).
@@ -63,7 +63,7 @@ class ModelSpec:
     symmetry_breaking: bool = False
     #: (key, value) options that `build_model` needs to rebuild this model, saved in model.json
     build_options: tuple[tuple[str, object], ...] = ()
-    #: where the encoding scales alpha start (MODELS.md: 1); a training choice, not part of the model
+    #: where the encoding scales alpha start (1 in the reference construction); a training choice, not part of the model
     alpha_init: float = 1.0
     #: orbits of qubit pairs whose H sums the trained observable weighs; () = the fixed observable
     observable_orbits: tuple[tuple[tuple[int, int], ...], ...] = ()

@@ -1,4 +1,4 @@
-"""Water dimer siVQLM (Sec. II.6, MODELS.md): 12 qubits, invariant under rotations, inversion and
+"""Water dimer siVQLM (Sec. II.6; docs/models.md): 12 qubits, invariant under rotations, inversion and
 reflections, H exchange inside each molecule and the exchange of the two molecules.
 
 Atoms O_a, H_a1, H_a2, O_b, H_b1, H_b2; atom k lives on qubits (k+, k-) = (2k, 2k+1) with the
@@ -33,7 +33,7 @@ _BONDS = _MIDPOINT.copy()
 for _o, _hs in ((O_A, (H_A1, H_A2)), (O_B, (H_B1, H_B2))):
     _BONDS[list(_hs)] = np.eye(6)[_o]
 
-#: What each atom's vector is measured from. `midpoint` (MODELS.md's choice): every atom from the O-O
+#: What each atom's vector is measured from. `midpoint` (the reference construction): every atom from the O-O
 #: midpoint. `bonds`: the oxygens from the O-O midpoint, each hydrogen from its own oxygen (its O-H bond
 #: vector), so the stretches that carry most of the energy are not buried in long vectors. Both are
 #: translation invariant, rotate with the molecule and flip sign under inversion, and the H and molecule
@@ -75,7 +75,7 @@ def star_pairs() -> tuple[tuple[int, int], ...]:
 
 def build(layers: int, blocks: int, symmetry: str, frame: str = "midpoint", atom_readout: bool = False,
           observable: str = "fixed") -> ModelSpec:
-    """The construction of MODELS.md: one weight per orbit of qubit pairs under the whole group.
+    """The construction of docs/models.md: one weight per orbit of qubit pairs under the whole group.
 
     Orbits (in the order applied): O-O same sign, O-O cross sign, H-H inside each molecule, the
     O-H "stars" exp(-i theta (H_{o,h1} + H_{o,h2})), within-atom pairs of O atoms and of H atoms.

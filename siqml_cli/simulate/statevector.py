@@ -454,7 +454,7 @@ class Simulator:
         encoding gate as an elementwise multiply-and-sum with its own (D+1, N, 2, 2) array (split
         off before the loop), and the layers as a `lax.scan` (layer 0: the identity, then its
         encoding), so the traced graph is one layer whatever D. H2O (D=6, batch 256, single precision,
-        energy+force, 2026-12-01): 3.1 ms per step against 16 ms for the general path, compiled (first
+        energy+force; docs/benchmarks.md): 3.1 ms per step against 16 ms for the general path, compiled (first
         call) in 3.4 s against 4.1 s; unrolled over the layers it ran 2.8 ms but compiled in 6.0 s.
         """
         n = self.spec.n_qubits
@@ -543,7 +543,7 @@ class Simulator:
         """H_ij = X_iX_j + Y_iY_j + Z_iZ_j, so <O> = sum_b D(b) (|psi(b)|^2 + |(H psi)(b)|^2 + |(H S^dag psi)(b)|^2)
         with D = sum c_ij z_i z_j, H the Hadamard and S^dag the phase gate on every qubit (S X S^dag = Y):
         three probability vectors from two real Hadamard transforms, matrix products whatever the number
-        of pairs. Water dimer, batch 32, single precision, energy loss (2026-12-03): the 66 pairs of a
+        of pairs. Water dimer, batch 32, single precision, energy loss (docs/benchmarks.md): the 66 pairs of a
         trained observable 47 ms per step against 63 ms with one copy per pair; the 16 fixed pairs 44 ms
         against 35 ms, hence `SWAP_READOUT_PAIRS`."""
         n_configs = psi.shape[0]

@@ -120,7 +120,7 @@ def load_checkpoint(folder: Path, weights, opt_state):
         leaves = [jnp.asarray(npz[f"leaf_{i}"]) for i in range(treedef.num_leaves)]
         metrics = pd.DataFrame(npz["metrics"], columns=METRIC_COLUMNS)
         step = int(npz["step"])
-        seconds = float(npz["seconds"]) if "seconds" in npz.files else 0.0  # checkpoints before 2026-12-03 lack it
+        seconds = float(npz["seconds"]) if "seconds" in npz.files else 0.0  # checkpoints of older versions lack it
     weights, opt_state = jax.tree_util.tree_unflatten(treedef, leaves)
     metrics["step"] = metrics["step"].astype(int)
     return step, weights, opt_state, metrics, seconds
