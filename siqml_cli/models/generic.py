@@ -173,7 +173,7 @@ class GenericSpec:
         return int(np.prod(self.weight_shapes()["theta"]))
 
     def init_weights(self, seed: int) -> dict[str, np.ndarray]:
-        """Grant et al. 2019, adapted to rotation angles: the first layer's angles uniform over a full period
+        """Grant et al. 2019: the first layer's angles uniform over a full period
         [0, 2 pi), later layers 0. A zero layer is not the identity here but its CNOT ring, a fixed
         permutation of basis states that adds no randomness, so the circuit starts as one random layer
         among fixed gates and encodings -- far from the deep random circuits that have barren plateaus."""
