@@ -137,3 +137,16 @@ def test_evaluate_out_an_existing_file_is_one_line(siqml, run, tmp_path):
 def test_status_changes_only_inside_training(tmp_path):
     with pytest.raises(RuntimeError, match="outside the training"):
         RunFolder(tmp_path).complete()
+
+
+@pytest.mark.parametrize("raised, expected", [(KeyboardInterrupt, "interrupted"), (SiqmlError, "failed")])
+def test_training_ends_interrupted_or_failed(tmp_path, raised, expected):
+    from siqml_cli.runs import Split
+
+    run = RunFolder(tmp_path / "run")
+    with pytest.raises(raised):
+        with run.training("seed: 0\n", Split(np.arange(2), np.arange(2, 4)), "data/lih.h5", {"molecule": "lih"}):
+            assert status(run.path) == "running"
+            raise raised("stopped")
+    assert status(run.path) == expected
+    assert RunFolder(run.path).split()[1] == "data/lih.h5"
