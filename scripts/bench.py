@@ -29,6 +29,7 @@ from siqml_cli.data import read_dataset
 from siqml_cli.forcefield import LabelScaler
 from siqml_cli.models import build_model, water_dimer
 from siqml_cli.paths import REPO_ROOT
+from siqml_cli.runs import RunFolder
 from siqml_cli.simulate import Simulator
 from siqml_cli.train.loop import LoopSettings, TrainingSet, run_loop
 
@@ -57,7 +58,7 @@ def time_steps(molecule: str, symmetry: str, layers: int, blocks: int, batch: in
                             lr_final_fraction=0.05, checkpoint_every=10**9, seed=0)
     sim = Simulator(spec, precision)
     with tempfile.TemporaryDirectory() as tmp:
-        trained = run_loop(sim, training, spec.init_weights(0), settings, Path(tmp), progress=False)
+        trained = run_loop(sim, training, spec.init_weights(0), settings, RunFolder(tmp), progress=False)
         total, per_step = trained.seconds, trained.seconds_per_step
     compile_s = total - per_step * (steps - 1)
     model = f"{molecule} D={layers} B={blocks} {symmetry}" + (" (shipped defaults)" if options else "")

@@ -406,6 +406,7 @@ def time_siqml(spec, training, batch: int, force_weight: float, precision: str, 
     """One Adam step through `run_loop`, as scripts/bench.py: a short probe run (compile + first step,
     and a per-step estimate), then a run long enough for `budget` seconds (compiled step from the
     persistent cache this worker uses)."""
+    from siqml_cli.runs import RunFolder
     from siqml_cli.simulate import Simulator
     from siqml_cli.train.loop import LoopSettings, run_loop
 
@@ -415,7 +416,7 @@ def time_siqml(spec, training, batch: int, force_weight: float, precision: str, 
         settings = LoopSettings(steps=steps, lr=0.01, batch_size=batch, force_weight=force_weight, schedule="cosine",
                                 lr_final_fraction=0.05, checkpoint_every=10**9, seed=0)
         with tempfile.TemporaryDirectory() as tmp:
-            trained = run_loop(sim, training, spec.init_weights(0), settings, Path(tmp), progress=False)
+            trained = run_loop(sim, training, spec.init_weights(0), settings, RunFolder(tmp), progress=False)
             return trained.seconds, trained.seconds_per_step
 
     probe_steps = 4

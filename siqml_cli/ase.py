@@ -1,10 +1,10 @@
 """A trained run as an ASE calculator: `SIQMLCalculator(run="<run dir>"[, backend=...])`.
 
-Thin on purpose: it checks the atoms against the model's molecule and asks the run's
-`ForceField` (the same code `siqml evaluate` uses) for energy and forces, one configuration at a
-time through a function compiled once for a batch of one. With `backend` (a name such as "aer",
-or a dict of `backend` config keys, e.g. {"kind": "aer", "shots": 4000}) the circuits run on that
-Qiskit backend instead, transpiled once when the calculator is made.
+Thin on purpose: it checks the atoms against the model's molecule and asks the run's model (the
+same code `siqml evaluate` uses) for a `Prediction`, one configuration at a time: the run's
+`ForceField` through a function compiled once for a batch of one, or, with `backend` (a name such as
+"aer", or a dict of `backend` config keys, e.g. {"kind": "aer", "shots": 4000}), a `BackendForceField`
+whose circuits run on that Qiskit backend, transpiled once when the calculator is made.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 from ase.calculators.calculator import Calculator, all_changes
 
 from siqml_cli.errors import SiqmlError
-from siqml_cli.forcefield import ForceField
+from siqml_cli.runs import RunFolder
 
 
 class SIQMLCalculator(Calculator):
@@ -25,8 +25,8 @@ class SIQMLCalculator(Calculator):
     def __init__(self, run: str | Path, backend: str | dict | None = None, **kwargs):
         super().__init__(**kwargs)
         self.run = Path(run)
-        self.forcefield = ForceField.load(self.run, chunk=1)
-        self.on_backend = None
+        self.forcefield = RunFolder(self.run).load_forcefield(chunk=1)
+        self.model = self.forcefield  # what runs: the fast simulator, or a backend
         if backend is not None:
             from siqml_cli.backends.forcefield import BackendForceField
             from siqml_cli.backends.settings import backend_settings
@@ -36,7 +36,7 @@ class SIQMLCalculator(Calculator):
                 return
             if settings.forces == "none":
                 raise SiqmlError("an ASE calculator needs forces: use backend forces 'shift' or 'finite_difference'")
-            self.on_backend = BackendForceField(self.forcefield, settings)
+            self.model = BackendForceField(self.forcefield, settings)
 
     @property
     def species(self) -> tuple[str, ...]:
@@ -51,11 +51,6 @@ class SIQMLCalculator(Calculator):
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
         self.check_atoms(self.atoms)
-        positions = self.atoms.get_positions()[None]
-        if self.on_backend is None:
-            energies, forces = self.forcefield.predict(positions)
-        else:
-            prediction = self.on_backend.predict(positions)
-            energies, forces = prediction.energies, prediction.forces
-        energy = float(energies[0])
-        self.results = {"energy": energy, "free_energy": energy, "forces": forces[0]}
+        prediction = self.model.predict(self.atoms.get_positions()[None])
+        energy = float(prediction.energies[0])
+        self.results = {"energy": energy, "free_energy": energy, "forces": prediction.forces[0]}

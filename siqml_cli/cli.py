@@ -6,11 +6,10 @@ anywhere below and end here as one line on stderr with exit code 1 (2 for a bad 
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 
-from siqml_cli.errors import SiqmlError
+from siqml_cli.errors import SiqmlError, fail
 from siqml_cli.paths import CONFIG_DIR
 
 SWEEP_FILE = "multirun.yaml"  # Hydra's record of a sweep, in its folder
@@ -40,11 +39,6 @@ USAGE = "usage: siqml <command> [key=value ...]\n\ncommands:\n" + "\n".join(
     "  siqml train -m +molecule=lih noise.sigma=0,0.01 seed=0,1 hydra/launcher=joblib\n"
     "  siqml report results/multirun/<date>_<time>\n"
     "\nEach command takes Hydra overrides (report takes folders); `siqml <command> --help` lists its configuration.")
-
-
-def fail(command: str, message: str, code: int = 1) -> None:
-    print(f"siqml {command}: error: {message}", file=sys.stderr)
-    sys.exit(code)
 
 
 def _group_value(override: str) -> tuple[str, str] | None:
@@ -95,10 +89,10 @@ def preflight(command: str, overrides: list[str]) -> list[str]:
         if resume and (Path(resume) / SWEEP_FILE).is_file():
             overrides = resumed_sweep(Path(resume), [o for o in overrides if not o.startswith("resume=")])
             multirun = True
-        elif resume:
-            from siqml_cli.train.resume import check_resumable
+        elif resume:  # verified before Hydra writes into the run folder: a refused resume changes nothing
+            from siqml_cli.train.resume import resumed_config
 
-            saved = check_resumable(Path(resume))
+            saved = resumed_config(Path(resume), overrides)
             overrides = [*overrides, f"hydra.run.dir={resume}"]
             if not has_molecule(overrides):
                 overrides.append(f"+molecule={saved.molecule.name}")
@@ -194,24 +188,3 @@ def main() -> None:
         fail(command, str(exc), code=2)
     run_hydra(command, overrides)
 
-
-HYDRA_FILES = (".hydra", "train.log")
-RUN_SETUP_FILES = ("config.yaml", "split.npz", "run.json")  # written together, run.json last
-
-
-def remove_unfinished(folder: Path, keep: str) -> None:
-    """Undo a run that failed before training: remove Hydra's and our set-up files, then the folder
-    if it is empty. Anything else in it (a folder the user pointed hydra.run.dir at) stays."""
-    if not folder.is_dir() or (folder / keep).exists():
-        return
-    ours = RUN_SETUP_FILES if (folder / "run.json").exists() else ()
-    for name in (*HYDRA_FILES, *ours):
-        path = folder / name
-        if path.is_dir():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink(missing_ok=True)
-    try:
-        folder.rmdir()
-    except OSError:
-        pass  # not empty: it holds the user's own files

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ from siqml_cli.data.io import write_text_atomic
 from siqml_cli.errors import SiqmlError
 from siqml_cli.paths import resolve_input
 from siqml_cli.report import figures
+from siqml_cli.runs import RunFolder
 
 CM1_PER_EV = 8065.543937
 
@@ -44,19 +44,15 @@ class ReferenceCalculator(Calculator):
 
 def start_atoms(calc: SIQMLCalculator, start: str | None) -> Atoms:
     """The first configuration of `start`, or of the run's test split."""
-    from siqml_cli.evaluate import run_test_split
-
     molecule = calc.forcefield.spec.name
-    data = read_dataset(resolve_input(start), molecule) if start else run_test_split(calc.run, molecule)
+    data = read_dataset(resolve_input(start), molecule) if start else RunFolder(calc.run).test_split(molecule)
     atoms = Atoms(symbols=list(data.species), positions=data.positions[0])
     calc.check_atoms(atoms)
     return atoms
 
 
 def output_folder(cfg: DictConfig, run: Path, kind: str) -> Path:
-    out = Path(cfg.out) if cfg.out else run / kind / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+    return RunFolder(run).output_folder(kind, cfg.out)
 
 
 class BlownUp(Exception):

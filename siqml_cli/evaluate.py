@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -20,23 +19,17 @@ from siqml_cli.data.io import write_text_atomic
 from siqml_cli.errors import SiqmlError
 from siqml_cli.forcefield import ForceField
 from siqml_cli.paths import resolve_input
+from siqml_cli.prediction import Prediction
 from siqml_cli.report import figures, tables
-from siqml_cli.train.run import SPLIT_FILE
+from siqml_cli.runs import RunFolder
 
 STATEVECTOR = "statevector"
 
 
-def run_test_split(run: Path, molecule: str) -> Dataset:
-    if not (run / SPLIT_FILE).is_file():
-        raise SiqmlError(f"{run} has no {SPLIT_FILE}; give the configurations with data.path=...")
-    with np.load(run / SPLIT_FILE) as split:
-        path, test = str(split["data_path"]), split["test"]
-    return read_dataset(resolve_input(path), molecule).subset(test)
-
-
 def evaluation_data(cfg: DictConfig, run: Path, molecule: str) -> Dataset:
     """The given file or the run's test split, cut to `data.max_configurations` (the first ones) if set."""
-    data = read_dataset(resolve_input(cfg.data.path), molecule) if cfg.data.path else run_test_split(run, molecule)
+    data = (read_dataset(resolve_input(cfg.data.path), molecule) if cfg.data.path
+            else RunFolder(run).test_split(molecule))
     limit = OmegaConf.select(cfg, "data.max_configurations")
     if limit is not None:
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
@@ -48,38 +41,38 @@ def evaluation_data(cfg: DictConfig, run: Path, molecule: str) -> Dataset:
 def evaluate_command(cfg: DictConfig) -> None:
     from siqml_cli.backends.settings import backend_settings
 
-    run = Path(cfg.run)
+    run = RunFolder(cfg.run)
     settings = backend_settings(OmegaConf.select(cfg, "backend"))
-    forcefield = ForceField.load(run)
-    molecule = forcefield.spec.name
-    data = evaluation_data(cfg, run, molecule)
-    stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-    suffix = "" if settings.kind == STATEVECTOR else f"_{settings.label}"
-    out = Path(cfg.out) if cfg.out else run / "evaluations" / f"{stamp}{suffix}"
-    if settings.kind == STATEVECTOR:
-        out.mkdir(parents=True, exist_ok=True)
-        energies, forces = forcefield.predict(data.positions)
-        write_evaluation(out, run, data, {"data": (energies, forces)})
-        print(f"predictions for {len(data)} configurations: {out / 'predictions.extxyz'}")
-        return
-    from siqml_cli.backends.forcefield import BackendForceField
+    forcefield = run.load_forcefield()
+    data = evaluation_data(cfg, run.path, forcefield.spec.name)
+    exact = settings.kind == STATEVECTOR
+    out = run.output_folder("evaluations", cfg.out, "" if exact else f"_{settings.label}", make=False)
+    if exact:
+        model = forcefield
+    else:
+        from siqml_cli.backends.forcefield import BackendForceField
 
-    on_backend = BackendForceField(forcefield, settings)
-    print(f"{settings.label}: ISA circuit depth {on_backend.isa.depth}, {on_backend.isa.two_qubit_gates} two-qubit "
-          f"gates; {len(data)} configurations x {on_backend.plan.rows_per_configuration} circuits ...", flush=True)
+        model = BackendForceField(forcefield, settings)
+        print(f"{settings.label}: ISA circuit depth {model.isa.depth}, {model.isa.two_qubit_gates} two-qubit gates; "
+              f"{len(data)} configurations x {model.plan.rows_per_configuration} circuits ...", flush=True)
     t0 = time.perf_counter()
-    prediction = on_backend.predict(data.positions)
+    prediction = model.predict(data.positions)
     seconds = time.perf_counter() - t0
     out.mkdir(parents=True, exist_ok=True)
-    write_backend_evaluation(out, run, forcefield, data, prediction, {**on_backend.record(),
-                                                                      "run_seconds": round(seconds, 3)})
+    if exact:
+        write_evaluation(out, run.path, data, {"data": prediction})
+        print(f"predictions for {len(data)} configurations: {out / 'predictions.extxyz'}")
+    else:
+        write_backend_evaluation(out, run.path, forcefield, data, prediction,
+                                 {**model.record(), "run_seconds": round(seconds, 3)})
 
 
-def write_backend_evaluation(out: Path, run: Path, forcefield: ForceField, data: Dataset, prediction,
+def write_backend_evaluation(out: Path, run: Path, forcefield: ForceField, data: Dataset, prediction: Prediction,
                              record: dict) -> None:
     """Backend predictions next to the fast simulator's for the same configurations, then `evaluation.json`."""
     label = record["backend"]
-    sv_energies, sv_forces = forcefield.predict(data.positions)
+    exact = forcefield.predict(data.positions)
+    sv_energies, sv_forces = exact.energies, exact.forces
     per_config = pd.DataFrame({"energy_" + label: prediction.energies, "energy_std_" + label: prediction.energy_std,
                                "energy_statevector": sv_energies})
     if data.energies is not None:
@@ -91,29 +84,27 @@ def write_backend_evaluation(out: Path, run: Path, forcefield: ForceField, data:
         deviation["force_rmse_meV_per_A"] = 1e3 * float(np.sqrt(np.mean((prediction.forces - sv_forces) ** 2)))
     record = {**record, "n": len(data), "vs_statevector": deviation}
     write_text_atomic(out / "backend.json", json.dumps(record, indent=2))
-    write_evaluation(out, run, data, {label: (prediction.energies, prediction.forces),
-                                      STATEVECTOR: (sv_energies, sv_forces)})
+    write_evaluation(out, run, data, {label: prediction, STATEVECTOR: exact})
     print(f"{label} vs statevector: energy RMSE {deviation['energy_rmse_meV']:.3f} meV"
           + (f", force RMSE {deviation['force_rmse_meV_per_A']:.3f} meV/Å" if prediction.forces is not None else ""))
     print(f"predictions for {len(data)} configurations on {label}: {out / 'predictions.extxyz'}")
 
 
-def write_evaluation(out: Path, run: Path, data: Dataset, predictions: dict) -> None:
+def write_evaluation(out: Path, run: Path, data: Dataset, predictions: dict[str, Prediction]) -> None:
     """predictions.extxyz (the first entry's), the MSE table with one column per entry, `evaluation.json` last."""
-    first = next(iter(predictions))
-    energies, forces = predictions[first]
-    write_dataset(Dataset(data.species, data.positions, energies, forces, source="predictions"),
+    first = predictions[next(iter(predictions))]
+    write_dataset(Dataset(data.species, data.positions, first.energies, first.forces, source="predictions"),
                   out / "predictions.extxyz")
     record = {"run": str(run), "data": str(data.source), "n": len(data), "columns": list(predictions)}
     if data.has_labels:
-        results = {name: {"energy_pred": e, "energy_ref": data.energies,
-                          "forces_pred": f if data.forces is not None else None, "forces_ref": data.forces}
-                   for name, (e, f) in predictions.items()}
+        results = {name: {"energy_pred": p.energies, "energy_ref": data.energies,
+                          "forces_pred": p.forces if data.forces is not None else None, "forces_ref": data.forces}
+                   for name, p in predictions.items()}
         table = tables.mse_table(results)
         tables.write_mse_tables(table, out)
-        figures.plot_energy_parity({n: e for n, (e, _) in predictions.items()},
+        figures.plot_energy_parity({n: p.energies for n, p in predictions.items()},
                                    {n: data.energies for n in predictions}, out / "energy_parity.png")
-        with_forces = {n: f for n, (_, f) in predictions.items() if f is not None}
+        with_forces = {n: p.forces for n, p in predictions.items() if p.forces is not None}
         if data.forces is not None and with_forces:
             figures.plot_force_parity(with_forces, {n: data.forces for n in with_forces}, out / "force_parity.png")
         print((out / "mse.md").read_text())

@@ -1,26 +1,21 @@
 """A trained force field: a model, its weights and its label scaling, in physical units.
 
-This is what training produces, what `siqml evaluate` loads from a run folder, and what the
-ASE calculator will wrap. Energies in eV, forces in eV/Å, positions in Å.
+This is what training produces, what a run folder (`siqml_cli.runs.RunFolder`) saves and loads, and
+what `siqml evaluate` and the ASE calculator run. Energies in eV, forces in eV/Å, positions in Å.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from siqml_cli.data.io import atomic_path, write_text_atomic
 from siqml_cli.errors import SiqmlError
-from siqml_cli.models import GenericSpec, ModelSpec, build_model
+from siqml_cli.models import GenericSpec, ModelSpec
+from siqml_cli.prediction import Prediction
 from siqml_cli.simulate import GenericSimulator, Simulator, expectation_and_gradient, make_simulator
-
-MODEL_FILE = "model.json"
-WEIGHTS_FILE = "weights.npz"
 
 
 @dataclass(frozen=True)
@@ -69,8 +64,8 @@ class ForceField:
         self.chunk = chunk
         self._predict = jax.jit(lambda w, x: expectation_and_gradient(self.sim, w, x))
 
-    def predict(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Energies (N,) in eV and forces (N, A, 3) in eV/Å."""
+    def predict(self, positions: np.ndarray) -> Prediction:
+        """Energies (N,) in eV and forces (N, A, 3) in eV/Å, exact (no standard errors)."""
         positions = np.asarray(positions, dtype=float)
         n = len(positions)
         size = min(self.chunk, max(n, 1))
@@ -84,27 +79,4 @@ class ForceField:
             energies.append(np.asarray(f)[:size - pad])
             forces.append(np.asarray(grad)[:size - pad])
         f = np.concatenate(energies)
-        return self.scaler.to_energy(f), -self.scaler.slope * np.concatenate(forces)
-
-    # ------------------------------------------------------------------ persistence
-
-    def save(self, folder: Path, extra: dict | None = None) -> None:
-        folder = Path(folder)
-        info = {"molecule": self.spec.name, "symmetry": self.spec.symmetry, "layers": self.spec.layers,
-                "blocks": self.spec.blocks, "species": list(self.spec.species), "scaler": asdict(self.scaler),
-                "n_trainable": self.spec.n_trainable(), "options": self.spec.options(), **(extra or {})}
-        with atomic_path(folder / WEIGHTS_FILE) as tmp, open(tmp, "wb") as fh:
-            np.savez(fh, **{k: np.asarray(v) for k, v in self.weights.items()})
-        write_text_atomic(folder / MODEL_FILE, json.dumps(info, indent=2))
-
-    @classmethod
-    def load(cls, folder: str | Path, **kwargs) -> "ForceField":
-        folder = Path(folder)
-        if not (folder / MODEL_FILE).is_file() or not (folder / WEIGHTS_FILE).is_file():
-            raise SiqmlError(f"{folder} is not a trained run (no {MODEL_FILE} and {WEIGHTS_FILE}); "
-                             "give a folder written by `siqml train`")
-        info = json.loads((folder / MODEL_FILE).read_text())
-        spec = build_model(info["molecule"], info["symmetry"], info["layers"], info["blocks"], info.get("options"))
-        with np.load(folder / WEIGHTS_FILE) as npz:
-            weights = {k: npz[k] for k in npz.files}
-        return cls(spec, weights, LabelScaler(**info["scaler"]), **kwargs)
+        return Prediction(self.scaler.to_energy(f), -self.scaler.slope * np.concatenate(forces))

@@ -5,8 +5,6 @@ Used by `siqml check-symmetry` and by the tests, so the CLI reports exactly what
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -106,9 +104,9 @@ def model_and_weights(cfg: DictConfig) -> tuple[ModelSpec, dict]:
     if choice in ("random", "init"):
         spec = build_model(molecule, cfg.symmetry.name, cfg.model.layers, cfg.model.blocks, cfg.model)
         return spec, spec.random_weights(seed) if choice == "random" else spec.init_weights(seed)
-    from siqml_cli.forcefield import ForceField
+    from siqml_cli.runs import RunFolder
 
-    forcefield = ForceField.load(Path(choice))
+    forcefield = RunFolder(choice).load_forcefield()
     if forcefield.spec.name != molecule:
         raise SiqmlError(f"{choice} holds a {forcefield.spec.name} model, not {molecule}; "
                          f"use +molecule={forcefield.spec.name}")

@@ -12,8 +12,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from siqml_cli.cli import fail, remove_unfinished
-from siqml_cli.errors import SiqmlError
+from siqml_cli.errors import SiqmlError, fail
+from siqml_cli.runs import RunFolder
 
 
 logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)  # "no TPU" notes are not news
@@ -80,81 +80,72 @@ def train(cfg: DictConfig) -> None:
 
 def _train(cfg: DictConfig) -> None:
     folder = _setup()  # first: it caps threads before these imports bring in JAX
-    from siqml_cli.train.loop import CHECKPOINT_FILE
     from siqml_cli.train.resume import resumed_config
-    from siqml_cli.train.run import RUN_FILE, train_run, write_status
+    from siqml_cli.train.run import train_run
 
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+    run = RunFolder(folder)
     try:
         if cfg.resume:
             cfg = resumed_config(folder, list(HydraConfig.get().overrides.task))
         resume = bool(cfg.resume)
-        if multirun and (folder / RUN_FILE).exists():  # a sweep run again into its folder
-            if not continue_sweep_job(folder, cfg):
+        if multirun and run.has_record:  # a sweep run again into its folder
+            if not continue_sweep_job(run, cfg):
                 return  # complete, or another run's folder: left as it is
             resume = True
-        summary = train_run(cfg, folder, resume=resume, progress=sys.stderr.isatty() or not multirun)
+        summary = train_run(cfg, run, resume=resume, progress=sys.stderr.isatty() or not multirun)
     except SiqmlError as exc:
-        if multirun:  # keep the failed job's folder for `siqml report`, and let the other jobs go on
-            record_failed_job(folder, cfg, str(exc))
+        if multirun:  # keep a new job's folder for `siqml report`, and let the other jobs go on
+            run.record_failed_job(_config_text(cfg), str(exc))
             print(f"siqml train: error in {folder}: {exc}", file=sys.stderr)
             return
-        if (folder / CHECKPOINT_FILE).exists():
-            write_status(folder, "failed", error=str(exc))
-        else:
-            remove_unfinished(folder, keep=CHECKPOINT_FILE)
+        run.remove_unfinished()
         fail("train", str(exc))
     except KeyboardInterrupt as exc:
         terminated = isinstance(exc, Terminated)
         how = "terminated (SIGTERM)" if terminated else "interrupted"
-        if (folder / CHECKPOINT_FILE).exists():
-            write_status(folder, "interrupted")
+        if run.has_checkpoint:
             print(f"\nsiqml train: {how}; continue with: siqml train resume={folder}", file=sys.stderr)
         else:
-            remove_unfinished(folder, keep=CHECKPOINT_FILE)
+            run.remove_unfinished()
         sys.exit(128 + (signal.SIGTERM if terminated else signal.SIGINT))
-    print((folder / "mse.md").read_text())
+    print(run.file("mse.md").read_text())
     print(f"results: {folder}  ({summary['train_seconds']:.1f} s training, "
           f"{summary['seconds_per_step'] * 1e3:.2f} ms/step)")
 
 
-def continue_sweep_job(folder: Path, cfg: DictConfig) -> bool:
+def continue_sweep_job(run: RunFolder, cfg: DictConfig) -> bool:
     """A sweep job whose folder exists (`siqml train resume=<sweep folder>`): True to continue it from its
-    checkpoint (or from the start) with the same settings; False when it is complete or holds a run
-    with other settings, which stays untouched."""
-    import json
-
+    checkpoint (verified first) or from the start, with the same settings; False when it is complete or holds
+    a run with other settings, which stays untouched."""
     from omegaconf import OmegaConf
 
-    from siqml_cli.train.run import CONFIG_FILE, RUN_FILE
+    from siqml_cli.runs import COMPLETE, CONFIG_FILE
+    from siqml_cli.train.resume import verify_resumable
 
-    status = json.loads((folder / RUN_FILE).read_text()).get("status")
-    saved = (folder / CONFIG_FILE).read_text() if (folder / CONFIG_FILE).exists() else None
+    folder = run.path
+    saved = run.file(CONFIG_FILE).read_text() if run.file(CONFIG_FILE).exists() else None
     if saved is not None and saved != OmegaConf.to_yaml(cfg, resolve=True):
         print(f"siqml train: error in {folder}: it holds a run with other settings (changed on the command line, "
               "or by a newer siqml); left as it is. Resume with the same settings, or start a new sweep",
               file=sys.stderr)
         return False
-    if status == "complete":
+    if run.status == COMPLETE:
         print(f"siqml train: {folder.name} is complete; skipped")
         return False
+    if run.has_checkpoint:
+        verify_resumable(run, cfg)
     return True
 
 
-def record_failed_job(folder: Path, cfg: DictConfig, error: str) -> None:
-    """A sweep job that failed: its settings and the reason, marked failed (never complete)."""
+def _config_text(cfg: DictConfig) -> str:
+    """The resolved config, or as given when a value does not resolve (that value is part of what failed)."""
     from omegaconf import OmegaConf
 
-    from siqml_cli.data.io import write_text_atomic
-    from siqml_cli.train.run import CONFIG_FILE, write_status
-
-    if not (folder / CONFIG_FILE).exists():
-        try:
-            text = OmegaConf.to_yaml(cfg, resolve=True)
-        except Exception:  # an unresolvable value is part of what failed
-            text = OmegaConf.to_yaml(cfg)
-        write_text_atomic(folder / CONFIG_FILE, text)
-    write_status(folder, "failed", error=error)
+    try:
+        return OmegaConf.to_yaml(cfg, resolve=True)
+    except Exception:  # OmegaConf's several interpolation errors
+        return OmegaConf.to_yaml(cfg)
 
 
 def command_task(command: str, module: str, function: str):

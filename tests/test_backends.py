@@ -30,7 +30,7 @@ from siqml_cli.errors import SiqmlError
 from siqml_cli.forcefield import ForceField, LabelScaler
 from siqml_cli.models import blocks, build_model
 from siqml_cli.paths import REPO_ROOT
-from siqml_cli.train.run import SPLIT_FILE
+from siqml_cli.runs import SPLIT_FILE, RunFolder
 
 SCALER = LabelScaler(e_min=-8.0, e_max=-7.0, out_lo=-2.6, out_hi=0.6)  # a non-trivial slope and offset
 
@@ -55,11 +55,11 @@ def forcefield(molecule: str, symmetry: str, layers: int = 2, seed: int = 0) -> 
 def test_exact_aer_equals_fast_simulator(molecule, symmetry):
     ff = forcefield(molecule, symmetry)
     x = configurations(ff.spec, 3, seed=1)
-    energies, forces = ff.predict(x)
+    exact = ff.predict(x)
     on_aer = BackendForceField(ff, backend_settings({"kind": "aer"}))
     prediction = on_aer.predict(x)
-    np.testing.assert_allclose(prediction.energies, energies, rtol=0, atol=1e-10)
-    np.testing.assert_allclose(prediction.forces, forces, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(prediction.energies, exact.energies, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(prediction.forces, exact.forces, rtol=0, atol=1e-6)
     assert np.all(prediction.energy_std == 0)
     assert on_aer.isa.two_qubit_gates > 0 and on_aer.isa.depth > 0
 
@@ -67,7 +67,7 @@ def test_exact_aer_equals_fast_simulator(molecule, symmetry):
 def test_finite_difference_forces_are_a_named_option():
     ff = forcefield("h2o", "broken")
     x = configurations(ff.spec, 2, seed=2)
-    _, forces = ff.predict(x)
+    forces = ff.predict(x).forces
     settings = backend_settings({"kind": "aer", "forces": "finite_difference", "finite_difference_step": 1e-4})
     prediction = BackendForceField(ff, settings).predict(x)
     np.testing.assert_allclose(prediction.forces, forces, rtol=0, atol=1e-5)
@@ -113,7 +113,8 @@ def test_shift_rule_covers_shared_parameters_and_pauli_evolution_gates():
 def test_shot_based_aer_within_five_standard_errors():
     ff = forcefield("lih", "full", layers=1)
     x = configurations(ff.spec, 1, seed=4)
-    energies, forces = ff.predict(x)
+    exact = ff.predict(x)
+    energies, forces = exact.energies, exact.forces
     prediction = BackendForceField(ff, backend_settings({"kind": "aer", "shots": 1000, "seed": 7})).predict(x)
     assert np.all(prediction.energy_std > 0) and np.all(prediction.force_std > 0)
     assert np.max(np.abs(prediction.energies - energies) / prediction.energy_std) < 5
@@ -147,7 +148,7 @@ def test_fake_device_through_local_mode_with_and_without_mitigation():
     resilience level 1) moves them towards the exact ones on average."""
     ff = forcefield("lih", "full", layers=1)
     x = configurations(ff.spec, 4, seed=8)
-    exact, _ = ff.predict(x)
+    exact = ff.predict(x).energies
     errors = {}
     for level in (0, 1):
         settings = backend_settings({"kind": "fake", "name": "fake_manila", "shots": 2000, "seed": 11,
@@ -172,7 +173,7 @@ def lih_run(tmp_path_factory):
     """A trained run's files (weights, model, split of the shipped LiH data) without the training."""
     folder = tmp_path_factory.mktemp("backend_runs") / "lih"
     folder.mkdir()
-    forcefield("lih", "full", layers=1, seed=1).save(folder)
+    RunFolder(folder).save_forcefield(forcefield("lih", "full", layers=1, seed=1))
     np.savez(folder / SPLIT_FILE, train=np.arange(0, 250, 2), test=np.arange(1, 250, 2),
              data_path=str(REPO_ROOT / "data" / "lih.h5"))
     return folder

@@ -126,10 +126,10 @@ def test_exact_aer_equals_fast_simulator():
     spec = fitted("h2o", "internal", blocks=1)
     ff = ForceField(spec, spec.random_weights(8), SCALER)
     x = shipped("h2o").positions[200:203]
-    energies, forces = ff.predict(x)
+    exact = ff.predict(x)
     prediction = BackendForceField(ff, backend_settings({"kind": "aer"})).predict(x)
-    np.testing.assert_allclose(prediction.energies, energies, rtol=0, atol=1e-10)
-    np.testing.assert_allclose(prediction.forces, forces, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(prediction.energies, exact.energies, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(prediction.forces, exact.forces, rtol=0, atol=1e-6)
 
 
 def test_qnn_loss_gradient_equals_fast_simulator():

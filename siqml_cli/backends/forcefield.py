@@ -8,7 +8,6 @@ and `from_results` turns the estimator's values back into eV and eV/Å with the 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -17,14 +16,7 @@ from siqml_cli.backends.isa import transpile
 from siqml_cli.backends.settings import BackendSettings
 from siqml_cli.backends.shift import ShiftPlan
 from siqml_cli.forcefield import ForceField
-
-
-@dataclass
-class BackendPrediction:
-    energies: np.ndarray            # (N,) eV
-    forces: np.ndarray | None       # (N, A, 3) eV/Å, None with backend.forces=none
-    energy_std: np.ndarray          # standard errors reported by the estimator (0 when exact)
-    force_std: np.ndarray | None
+from siqml_cli.prediction import Prediction
 
 
 def plan_for(forcefield: ForceField, settings: BackendSettings) -> ShiftPlan:
@@ -37,13 +29,14 @@ def chunks(n: int, size: int) -> list[slice]:
 
 
 def to_prediction(forcefield: ForceField, plan: ShiftPlan, positions: np.ndarray, evs: np.ndarray,
-                  stds: np.ndarray) -> BackendPrediction:
-    """Expectation values (N, rows) of `plan.rows(positions)` -> physical energies and forces."""
+                  stds: np.ndarray) -> Prediction:
+    """Expectation values (N, rows) of `plan.rows(positions)` -> physical energies and forces, with the
+    estimator's standard errors (0 when exact); no forces with backend.forces=none."""
     d = plan.derivatives(positions, evs, stds)
     slope = forcefield.scaler.slope
     forces = None if d.grad is None else -slope * d.grad
     force_std = None if d.grad_std is None else slope * d.grad_std
-    return BackendPrediction(forcefield.scaler.to_energy(d.f), forces, slope * d.f_std, force_std)
+    return Prediction(forcefield.scaler.to_energy(d.f), forces, slope * d.f_std, force_std)
 
 
 class BackendForceField:
@@ -63,7 +56,7 @@ class BackendForceField:
         return [(self.isa.circuit, self.isa.observable, rows[part])
                 for part in chunks(len(rows), self.settings.configurations_per_job)]
 
-    def predict(self, positions: np.ndarray, mode=None) -> BackendPrediction:
+    def predict(self, positions: np.ndarray, mode=None) -> Prediction:
         positions = np.asarray(positions, dtype=float)
         estimator = make_estimator(self.settings, self.target, mode=mode)
         result = estimator.run(self.pubs(positions)).result()

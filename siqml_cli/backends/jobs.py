@@ -29,7 +29,7 @@ from siqml_cli.backends.settings import backend_settings
 from siqml_cli.data import Dataset
 from siqml_cli.data.io import atomic_path, write_text_atomic
 from siqml_cli.errors import SiqmlError
-from siqml_cli.forcefield import ForceField
+from siqml_cli.runs import RunFolder
 
 HARDWARE_DIR = "hardware"
 SUBMISSION_FILE = "submission.json"
@@ -63,10 +63,10 @@ def submit_command(cfg: DictConfig) -> None:
         raise SiqmlError(f"siqml submit sends jobs to IBM Quantum (backend=ibm) or its local mode (backend=fake); "
                          f"for backend={settings.kind} use `siqml evaluate run=... backend={settings.kind}`")
     run = Path(cfg.run)
-    forcefield = ForceField.load(run)
+    forcefield = RunFolder(run).load_forcefield()
     data = evaluation_data(cfg, run, forcefield.spec.name)
     on_backend = BackendForceField(forcefield, settings)
-    folder = run / HARDWARE_DIR / f"{datetime.now().strftime('%Y-%m-%d_%H-%M-%S')}_{settings.label}"
+    folder = RunFolder(run).output_folder(HARDWARE_DIR, suffix=f"_{settings.label}", make=False)
     folder.mkdir(parents=True, exist_ok=False)
     pubs = on_backend.pubs(data.positions)
     with atomic_path(folder / "isa_circuit.qpy") as tmp, open(tmp, "wb") as fh:
@@ -228,7 +228,7 @@ def write_tables(run: Path, folder: Path, record: dict, jobs: list[dict]) -> Non
     from siqml_cli.backends.settings import backend_settings
     from siqml_cli.evaluate import write_backend_evaluation
 
-    forcefield = ForceField.load(run)
+    forcefield = RunFolder(run).load_forcefield()
     settings = backend_settings(record["settings"])
     with np.load(folder / "configurations.npz") as npz:
         arrays = {k: npz[k] for k in npz.files}

@@ -14,7 +14,6 @@ when every job has ended, `ExperimentReport` writes into the sweep folder
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from dataclasses import dataclass
@@ -26,11 +25,12 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from siqml_cli.data.io import write_text_atomic
-from siqml_cli.errors import SiqmlError
+from siqml_cli.errors import SiqmlError, fail
 from siqml_cli.report import figures
 from siqml_cli.report.tables import ENERGY_MSE, FORCE_MSE, RELEVANT
+from siqml_cli.runs import CONFIG_FILE, RUN_FILE, RunFolder
 
-SWEEP_FILE, RUN_FILE, CONFIG_FILE = "multirun.yaml", "run.json", "config.yaml"
+SWEEP_FILE = "multirun.yaml"
 #: table rows: (row label, split in run.json, metric in run.json)
 MODEL_ROWS = [("energy MSE, train (eV²)", "train", ENERGY_MSE), ("energy MSE, test (eV²)", "test", ENERGY_MSE),
               ("force MSE, train (eV²/Å²)", "train", FORCE_MSE), ("force MSE, test (eV²/Å²)", "test", FORCE_MSE)]
@@ -40,8 +40,6 @@ class ExperimentReport(Callback):
     """Hydra callback of every experiment preset: the combined table once the sweep has ended."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
-        from siqml_cli.cli import fail
-
         try:
             write_experiment(Path(config.hydra.sweep.dir))
         except SiqmlError as exc:  # no job completed: the runs' folders say why; no table that looks complete
@@ -101,14 +99,14 @@ def _arm_label(arm: str) -> str:
 def collect_runs(folder: Path) -> list[ArmRun]:
     runs = []
     for record_path in sorted(folder.glob(f"*/{RUN_FILE}")):
-        run = record_path.parent
-        record = json.loads(record_path.read_text())
-        config = OmegaConf.load(run / CONFIG_FILE) if (run / CONFIG_FILE).is_file() else OmegaConf.create()
+        run = RunFolder(record_path.parent)
+        record = run.record()
+        config = run.config() if run.file(CONFIG_FILE).is_file() else OmegaConf.create()
         arm = OmegaConf.select(config, "arm.name")
         if arm is None:
             continue
         runs.append(ArmRun(arm=str(arm), seed=int(OmegaConf.select(config, "seed", default=0)),
-                           sigma=float(OmegaConf.select(config, "noise.sigma", default=0.0)), folder=run,
+                           sigma=float(OmegaConf.select(config, "noise.sigma", default=0.0)), folder=run.path,
                            status=record.get("status", "unknown"), mse=record.get("mse") or {}))
     return runs
 
@@ -243,9 +241,7 @@ def _first_complete(runs: list[ArmRun], arm: str) -> ArmRun | None:
 
 
 def _forcefield(run: ArmRun):
-    from siqml_cli.forcefield import ForceField
-
-    return ForceField.load(run.folder)
+    return RunFolder(run.folder).load_forcefield()
 
 
 def plot_experiment(kind: str | None, folder: Path, runs: list[ArmRun], arms: list[str], labels: dict[str, str],
@@ -295,8 +291,8 @@ def lih_figure(forcefields: dict, reference, path: Path) -> None:
     positions[:, 1, 2] = grid
     curves = {}
     for label, forcefield in forcefields.items():
-        energies, forces = forcefield.predict(positions)
-        curves[label] = (energies, figures.force_along_bond(positions, forces))
+        prediction = forcefield.predict(positions)
+        curves[label] = (prediction.energies, figures.force_along_bond(positions, prediction.forces))
     reference_force = None if reference.forces is None else figures.force_along_bond(reference.positions,
                                                                                       reference.forces)
     figures.plot_curves("Li–H bond length (Å)", "LiH potential energy curve", grid, curves, bond,
@@ -313,8 +309,8 @@ def cut_figure(forcefields: dict, reference, path: Path) -> None:
     positions = np.stack([cut_geometry(x) for x in grid])
     curves = {}
     for label, forcefield in forcefields.items():
-        energies, forces = forcefield.predict(positions)
-        curves[label] = (energies, force_along_cut(positions, forces))
+        prediction = forcefield.predict(positions)
+        curves[label] = (prediction.energies, force_along_cut(positions, prediction.forces))
     reference_force = None if reference.forces is None else force_along_cut(reference.positions, reference.forces)
     figures.plot_curves("H$_{a1}$ displacement along the cut (Å)", "Water dimer 1D cut", grid, curves, x_ref,
                         reference.energies, reference_force, path)
@@ -322,21 +318,13 @@ def cut_figure(forcefields: dict, reference, path: Path) -> None:
 
 def _reference(chosen: dict[str, ArmRun]):
     """The whole data set the runs were trained on (train and test), for reference curves."""
-    from siqml_cli.data import read_dataset
-    from siqml_cli.paths import resolve_input
-
-    run = next(iter(chosen.values()))
-    config = OmegaConf.load(run.folder / CONFIG_FILE)
-    with np.load(run.folder / "split.npz") as split:
-        path = str(split["data_path"])
-    return read_dataset(resolve_input(path), str(config.molecule.name))
+    run = RunFolder(next(iter(chosen.values())).folder)
+    return run.dataset(str(run.config().molecule.name))
 
 
 def _test_predictions(run: ArmRun):
     """(reference, predicted energies, predicted forces) on the run's own test split."""
-    from siqml_cli.evaluate import run_test_split
-
-    config = OmegaConf.load(run.folder / CONFIG_FILE)
-    test = run_test_split(run.folder, str(config.molecule.name))
-    energies, forces = _forcefield(run).predict(test.positions)
-    return test, energies, forces
+    folder = RunFolder(run.folder)
+    test = folder.test_split(str(folder.config().molecule.name))
+    prediction = _forcefield(run).predict(test.positions)
+    return test, prediction.energies, prediction.forces

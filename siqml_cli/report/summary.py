@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import math
 import sys
 from datetime import datetime
@@ -27,8 +26,9 @@ import pandas as pd
 
 from siqml_cli.data.io import write_text_atomic
 from siqml_cli.errors import SiqmlError
+from siqml_cli.runs import CONFIG_FILE, RUN_FILE, RunFolder
 
-RUN_FILE, CONFIG_FILE, SWEEP_FILE = "run.json", "config.yaml", "multirun.yaml"
+SWEEP_FILE = "multirun.yaml"
 ENERGY_MSE, FORCE_MSE = "energy MSE (eV^2)", "force MSE (eV^2/Å^2)"
 
 # Always in the table, in this order (config keys, dotted); any other swept key is added after them.
@@ -153,7 +153,7 @@ def _parse_value(text: str):
 
 def run_row(run: Path) -> tuple[dict, dict]:
     """(flat config, row of status and metrics) for one run folder."""
-    record = json.loads((run / RUN_FILE).read_text())
+    record = RunFolder(run).record()
     config = _flatten(_load_yaml(run / CONFIG_FILE)) if (run / CONFIG_FILE).exists() else {}
     row = {"status": record.get("status", "unknown"), "error": record.get("error", "")}
     mse = record.get("mse") or {}
@@ -174,8 +174,8 @@ def collect(paths: list[Path]) -> pd.DataFrame:
     for run in runs:
         try:
             config, row = run_row(run)
-        except (OSError, ValueError) as exc:
-            warn(f"{run}: unreadable run.json or config.yaml ({exc}); skipped")
+        except (OSError, ValueError, SiqmlError) as exc:
+            warn(f"{run}: unreadable {RUN_FILE} or {CONFIG_FILE} ({exc}); skipped")
             continue
         if not config:
             warn(f"{run}: no config.yaml; its settings are unknown")

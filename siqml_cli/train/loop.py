@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import NamedTuple
 
 import jax
@@ -21,10 +20,10 @@ import pandas as pd
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from siqml_cli.data.io import atomic_path
+from siqml_cli.errors import SiqmlError
+from siqml_cli.runs import CHECKPOINT_FILE, Checkpoint, RunFolder
 from siqml_cli.simulate import Simulator, expectation_and_gradient
 
-CHECKPOINT_FILE = "checkpoint.npz"
 METRIC_COLUMNS = ["step", "loss", "energy_loss", "force_loss"]
 PROGRESS_LINES = 10  # progress lines per run in the log (Hydra's train.log), for runs without a terminal
 log = logging.getLogger("siqml")
@@ -105,38 +104,46 @@ def batch_block(n: int, batch_size: int | None, seed: int, first_step: int) -> n
                      for t in range(first_step, first_step + INDEX_BLOCK)])
 
 
-def save_checkpoint(folder: Path, step: int, weights, opt_state, metrics: pd.DataFrame, seconds: float) -> None:
-    leaves = jax.tree_util.tree_leaves((weights, opt_state))
-    with atomic_path(folder / CHECKPOINT_FILE) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, step=step, seconds=seconds, metrics=metrics[METRIC_COLUMNS].to_numpy(),
-                 **{f"leaf_{i}": np.asarray(x) for i, x in enumerate(leaves)})
+def save_checkpoint(run: RunFolder, step: int, weights, opt_state, metrics: pd.DataFrame, seconds: float) -> None:
+    run.write_checkpoint(step, jax.tree_util.tree_leaves((weights, opt_state)), metrics[METRIC_COLUMNS].to_numpy(),
+                         seconds)
 
 
-def load_checkpoint(folder: Path, weights, opt_state):
-    """Restore (step, weights, opt_state, metrics, seconds trained so far) into the structure of freshly
-    built ones."""
+def restore(checkpoint: Checkpoint, weights, opt_state):
+    """(weights, opt_state) of `checkpoint` in the structure of freshly built ones; a SiqmlError naming the
+    checkpoint when its state does not fit that structure (another model's, or damaged)."""
     treedef = jax.tree_util.tree_structure((weights, opt_state))
-    with np.load(folder / CHECKPOINT_FILE) as npz:
-        leaves = [jnp.asarray(npz[f"leaf_{i}"]) for i in range(treedef.num_leaves)]
-        metrics = pd.DataFrame(npz["metrics"], columns=METRIC_COLUMNS)
-        step = int(npz["step"])
-        seconds = float(npz["seconds"]) if "seconds" in npz.files else 0.0  # checkpoints of older versions lack it
-    weights, opt_state = jax.tree_util.tree_unflatten(treedef, leaves)
-    metrics["step"] = metrics["step"].astype(int)
-    return step, weights, opt_state, metrics, seconds
+    fresh = jax.tree_util.tree_leaves((weights, opt_state))
+    shapes = [tuple(np.shape(leaf)) for leaf in checkpoint.leaves]
+    if shapes != [tuple(np.shape(leaf)) for leaf in fresh]:
+        raise SiqmlError(f"{CHECKPOINT_FILE} holds a state of {len(shapes)} arrays {shapes[:3]}... that does not fit "
+                         f"this run's model and optimiser ({len(fresh)} arrays: another model, or another "
+                         "train.schedule); the run cannot be continued with these settings")
+    leaves = [jnp.asarray(leaf, dtype=jnp.asarray(f).dtype) for leaf, f in zip(checkpoint.leaves, fresh)]
+    return jax.tree_util.tree_unflatten(treedef, leaves)
 
 
-def run_loop(sim: Simulator, data: TrainingSet, weights: dict, s: LoopSettings, folder: Path,
+def fresh_state(weights: dict, s: LoopSettings, real=None):
+    """The (weights, optimiser state) a run starts from (in the simulator's `real` dtype); a checkpoint must
+    have this structure."""
+    weights = {k: jnp.asarray(v, dtype=real) for k, v in weights.items()}
+    return weights, make_optimizer(s).init(weights)
+
+
+def run_loop(sim: Simulator, data: TrainingSet, weights: dict, s: LoopSettings, run: RunFolder,
              resume: bool = False, progress: bool = True) -> LoopResult:
-    """Train from `weights` (or the checkpoint in `folder` when resuming)."""
+    """Train from `weights` (or from the run's checkpoint when resuming), checkpointing into `run`."""
     t_start = time.perf_counter()
     opt = make_optimizer(s)
-    weights = {k: jnp.asarray(v, dtype=sim.real) for k, v in weights.items()}
-    opt_state = opt.init(weights)
+    weights, opt_state = fresh_state(weights, s, sim.real)
     metrics = pd.DataFrame(columns=METRIC_COLUMNS)
     start, seconds_before = 0, 0.0
-    if resume and (folder / CHECKPOINT_FILE).exists():
-        start, weights, opt_state, metrics, seconds_before = load_checkpoint(folder, weights, opt_state)
+    if resume and run.has_checkpoint:
+        checkpoint = run.read_checkpoint()
+        weights, opt_state = restore(checkpoint, weights, opt_state)
+        start, seconds_before = checkpoint.step, checkpoint.seconds
+        metrics = pd.DataFrame(checkpoint.metrics, columns=METRIC_COLUMNS)
+        metrics["step"] = metrics["step"].astype(int)
         log.info("resumed at step %d of %d", start, s.steps)
     step_fn = make_step(sim, opt, s.force_weight)
     block = None
@@ -188,7 +195,7 @@ def run_loop(sim: Simulator, data: TrainingSet, weights: dict, s: LoopSettings, 
                 flush()
             if (step + 1) % s.checkpoint_every == 0 or step + 1 == s.steps:
                 flush()
-                save_checkpoint(folder, step + 1, weights, opt_state, table(), seconds())
+                save_checkpoint(run, step + 1, weights, opt_state, table(), seconds())
             if (step + 1) % report_every == 0 or step + 1 == s.steps:
                 flush()
                 report(step + 1)

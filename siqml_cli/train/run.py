@@ -1,17 +1,15 @@
 """One training run, from a composed config to a complete results folder.
 
-The folder is marked complete (`run.json` status "complete") only after every table, figure
-and the trained weights are written; until then it says "running" (or "failed"/"interrupted"),
-and `checkpoint.npz` holds the last state that `resume=<folder>` continues from.
+The run folder (`siqml_cli.runs.RunFolder`) is marked complete only after every table, figure and
+the trained weights are written; until then it says "running" (or "failed"/"interrupted"), and its
+checkpoint holds the last state that `resume=<folder>` continues from.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import platform
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -20,26 +18,16 @@ from omegaconf import DictConfig, OmegaConf
 
 from siqml_cli.backends.settings import backend_settings
 from siqml_cli.data import Dataset, read_dataset, write_dataset
-from siqml_cli.data.io import atomic_path, write_text_atomic
+from siqml_cli.data.io import write_text_atomic
 from siqml_cli.errors import SiqmlError
 from siqml_cli.forcefield import ForceField, LabelScaler
 from siqml_cli.models import build_model
 from siqml_cli.paths import resolve_input
 from siqml_cli.report import figures, tables
 from siqml_cli.report.tables import RELEVANT
+from siqml_cli.runs import METRICS_FILE, TEST_PREDICTIONS_FILE, RunFolder, Split, model_identity
 from siqml_cli.simulate import make_simulator
 from siqml_cli.train.loop import LoopSettings, TrainingSet, run_loop
-
-RUN_FILE = "run.json"
-CONFIG_FILE = "config.yaml"
-SPLIT_FILE = "split.npz"
-
-
-@dataclass(frozen=True)
-class Split:
-    train: np.ndarray
-    test: np.ndarray
-
 
 def split_indices(n: int, train_fraction: float, seed: int) -> Split:
     """Seeded random train/test split; both sides non-empty."""
@@ -89,13 +77,6 @@ def loop_settings(cfg: DictConfig) -> LoopSettings:
         checkpoint_every=_positive_int(cfg, "train.checkpoint_every"),
         seed=_positive_int(cfg, "seed", minimum=0),
     )
-
-
-def write_status(folder: Path, status: str, **fields) -> None:
-    path = folder / RUN_FILE
-    record = json.loads(path.read_text()) if path.exists() else {}
-    record.update(status=status, updated=datetime.now(timezone.utc).isoformat(timespec="seconds"), **fields)
-    write_text_atomic(path, json.dumps(record, indent=2))
 
 
 def load_training_data(cfg: DictConfig, molecule: str, need_forces: bool) -> Dataset:
@@ -160,17 +141,18 @@ def output_interval(cfg: DictConfig, spec) -> tuple[float, float]:
     return a, b
 
 
-def train_run(cfg: DictConfig, folder: Path, resume: bool = False, progress: bool = True) -> dict:
+def train_run(cfg: DictConfig, folder: Path | RunFolder, resume: bool = False, progress: bool = True) -> dict:
     """Train, evaluate and write the results folder; returns the summary written to run.json."""
+    run = folder if isinstance(folder, RunFolder) else RunFolder(folder)
     molecule = cfg.molecule.name
     checked = checked_settings(cfg)
     settings, sigma, spec, precision = checked.loop, checked.sigma, checked.spec, checked.precision
     train_fraction, backend, window = checked.train_fraction, checked.backend, checked.window
+    identity = model_identity(spec, checked.output_range)
     data = load_training_data(cfg, molecule, settings.force_weight > 0)
     if backend.kind != "statevector" and resume:
         raise SiqmlError("a run trained on a Qiskit backend cannot be resumed; start it again")
 
-    folder.mkdir(parents=True, exist_ok=True)
     split = split_indices(len(data), train_fraction, settings.seed)
     train_set, test_set = data.subset(split.train), data.subset(split.test)
     spec = spec.fit(train_set.positions)  # the generic VQLM's feature scaling; a siVQLM has nothing to fit
@@ -180,33 +162,29 @@ def train_run(cfg: DictConfig, folder: Path, resume: bool = False, progress: boo
     positions, energies, forces = spec.training_copies(train_set.positions, scaler.to_model(labels), forces)
     training = TrainingSet(positions, energies, np.zeros_like(positions) if forces is None else forces)
 
-    write_text_atomic(folder / CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))
-    with atomic_path(folder / SPLIT_FILE) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, train=split.train, test=split.test, data_path=str(data.source))
-    write_status(folder, "running", molecule=molecule, symmetry=spec.symmetry, data=str(data.source),
-                 n_train=len(split.train), n_test=len(split.test), n_trainable=spec.n_trainable(),
-                 started=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    with run.training(OmegaConf.to_yaml(cfg, resolve=True), split, str(data.source), identity,
+                      molecule=molecule, symmetry=spec.symmetry, data=str(data.source), n_train=len(split.train),
+                      n_test=len(split.test), n_trainable=spec.n_trainable()):
+        sim = make_simulator(spec, precision)
+        if backend.kind == "statevector":
+            trained = run_loop(sim, training, spec.init_weights(settings.seed), settings, run, resume=resume,
+                               progress=progress)
+        else:  # EstimatorQNN with parameter-shift gradients on a Qiskit backend
+            from siqml_cli.train.qnn import run_qnn_loop
 
-    sim = make_simulator(spec, precision)
-    if backend.kind == "statevector":
-        trained = run_loop(sim, training, spec.init_weights(settings.seed), settings, folder, resume=resume,
-                           progress=progress)
-    else:  # EstimatorQNN with parameter-shift gradients on a Qiskit backend
-        from siqml_cli.train.qnn import run_qnn_loop
+            trained = run_qnn_loop(spec, training, spec.init_weights(settings.seed), settings, backend)
+        weights, metrics = trained.weights, trained.metrics
 
-        trained = run_qnn_loop(spec, training, spec.init_weights(settings.seed), settings, backend)
-    weights, metrics = trained.weights, trained.metrics
-
-    forcefield = ForceField(spec, weights, scaler, simulator=sim if precision == "double" else None)
-    forcefield.save(folder, extra={"data": str(data.source), "noise_sigma": sigma, "seed": settings.seed})
-    splits = {"train": train_set, "test": test_set}
-    if window is not None:
-        splits[RELEVANT] = relevant_subset(test_set, train_set, window)
-    summary = write_results(folder, forcefield, metrics, splits, molecule)
-    summary.update(train_seconds=round(trained.seconds, 3), seconds_per_step=trained.seconds_per_step,
-                   steps=settings.steps,
-                   machine=platform.processor() or platform.machine())
-    write_status(folder, "complete", **summary)
+        forcefield = ForceField(spec, weights, scaler, simulator=sim if precision == "double" else None)
+        run.save_forcefield(forcefield, data=str(data.source), noise_sigma=sigma, seed=settings.seed)
+        splits = {"train": train_set, "test": test_set}
+        if window is not None:
+            splits[RELEVANT] = relevant_subset(test_set, train_set, window)
+        summary = write_results(run, forcefield, metrics, splits, molecule)
+        summary.update(train_seconds=round(trained.seconds, 3), seconds_per_step=trained.seconds_per_step,
+                       steps=settings.steps,
+                       machine=platform.processor() or platform.machine())
+        run.complete(**summary)
     return summary
 
 
@@ -220,18 +198,19 @@ def relevant_subset(test: Dataset, train: Dataset, window: float) -> Dataset:
     return test.subset(keep)
 
 
-def write_results(folder: Path, forcefield: ForceField, metrics: pd.DataFrame, splits: dict[str, Dataset],
+def write_results(run: RunFolder, forcefield: ForceField, metrics: pd.DataFrame, splits: dict[str, Dataset],
                   molecule: str) -> dict:
     """Predictions, the MSE tables of the paper's form, and the figures."""
-    write_text_atomic(folder / "metrics.csv", metrics.to_csv(index=False))
+    folder = run.path
+    write_text_atomic(run.file(METRICS_FILE), metrics.to_csv(index=False))
     results = {}
     for name, part in splits.items():
-        energies, forces = forcefield.predict(part.positions)
-        results[name] = {"energy_pred": energies, "energy_ref": part.energies,
-                         "forces_pred": forces, "forces_ref": part.forces}
+        prediction = forcefield.predict(part.positions)
+        results[name] = {"energy_pred": prediction.energies, "energy_ref": part.energies,
+                         "forces_pred": prediction.forces, "forces_ref": part.forces}
     test = splits["test"]
     write_dataset(Dataset(test.species, test.positions, results["test"]["energy_pred"],
-                          results["test"]["forces_pred"], source="predictions"), folder / "test_predictions.extxyz")
+                          results["test"]["forces_pred"], source="predictions"), run.file(TEST_PREDICTIONS_FILE))
     table = tables.mse_table(results)
     tables.write_mse_tables(table, folder)
     figures.plot_loss_curves(metrics, folder / "loss.png")
@@ -258,7 +237,8 @@ def plot_lih(folder: Path, forcefield: ForceField, splits: dict[str, Dataset]) -
     grid = np.linspace(d_all.min(), d_all.max(), 200)
     positions = np.zeros((len(grid), 2, 3))
     positions[:, 1, 2] = grid
-    energy, forces = forcefield.predict(positions)
+    prediction = forcefield.predict(positions)
+    energy, forces = prediction.energies, prediction.forces
     ref_pos = np.concatenate([train.positions, test.positions])
     ref_force = None if test.forces is None else figures.force_along_bond(
         ref_pos, np.concatenate([train.forces, test.forces]))
@@ -276,7 +256,8 @@ def plot_cut(folder: Path, forcefield: ForceField, splits: dict[str, Dataset]) -
     x_ref = cut_displacement(ref_pos)
     grid = np.linspace(x_ref.min(), x_ref.max(), 200)
     positions = np.stack([cut_geometry(x) for x in grid])
-    energy, forces = forcefield.predict(positions)
+    prediction = forcefield.predict(positions)
+    energy, forces = prediction.energies, prediction.forces
     ref_force = None if test.forces is None else force_along_cut(ref_pos, np.concatenate([train.forces, test.forces]))
     figures.plot_cut_curve(x_ref, np.concatenate([train.energies, test.energies]), grid, energy,
                            folder / "cut_curve.png", forces_ref=ref_force,
