@@ -31,56 +31,66 @@ GROUPS = ("molecule", "symmetry", "model", "loss", "noise", "optim", "split", "e
 # --------------------------------------------------------------------------- choices
 
 
-class Schedule(str, Enum):
+class Choice(str, Enum):
+    """A choice among names: equal to its name as a string, and printed as it (in messages, records)."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+
+class Schedule(Choice):
     constant = "constant"
     cosine = "cosine"
 
 
-class Precision(str, Enum):
+class Precision(Choice):
     double = "double"
     single = "single"
 
 
-class SymmetryName(str, Enum):
+class SymmetryName(Choice):
     full = "full"
     broken = "broken"
     rotation = "rotation"
     none = "none"
 
 
-class Frame(str, Enum):
+class Frame(Choice):
     """What each water dimer atom's vector is measured from (models/water_dimer.py FRAMES)."""
 
     midpoint = "midpoint"
     bonds = "bonds"
 
 
-class Observable(str, Enum):
+class Observable(Choice):
     fixed = "fixed"
     trained = "trained"
 
 
-class Features(str, Enum):
+class Features(Choice):
     """The generic VQLM's inputs (models/generic.py FEATURES)."""
 
     internal = "internal"
     cartesian = "cartesian"
 
 
-class BackendKind(str, Enum):
+class BackendKind(Choice):
     statevector = "statevector"
     aer = "aer"
     fake = "fake"
     ibm = "ibm"
 
 
-class ForceMethod(str, Enum):
+class ForceMethod(Choice):
     shift = "shift"
     finite_difference = "finite_difference"
     none = "none"
 
 
-class Ensemble(str, Enum):
+class Ensemble(Choice):
     nve = "nve"
     langevin = "langevin"
 
@@ -604,6 +614,6 @@ def parse_backend(cfg) -> BackendConfig:
 
 
 __all__ = ["GROUPS", "COMMAND_SCHEMAS", "GROUP_SCHEMAS", "ArmConfig", "BackendConfig", "BackendKind", "Ensemble",
-           "ExperimentConfig", "Features", "ForceMethod", "Frame", "ModelConfig", "MoleculeConfig", "Observable",
+           "Choice", "ExperimentConfig", "Features", "ForceMethod", "Frame", "ModelConfig", "MoleculeConfig", "Observable",
            "OptimConfig", "Precision", "Schedule", "SplitConfig", "SymmetryName", "describe", "parse",
            "parse_backend", "parse_command", "parse_model", "runtime_options"]

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from siqml_cli.config import EvaluationData, parse_command
 from siqml_cli.data import Dataset, read_dataset, write_dataset
 from siqml_cli.data.io import write_text_atomic
 from siqml_cli.errors import SiqmlError
@@ -34,28 +35,23 @@ def run_test_split(run: Path, molecule: str) -> Dataset:
     return read_dataset(resolve_input(path), molecule).subset(test)
 
 
-def evaluation_data(cfg: DictConfig, run: Path, molecule: str) -> Dataset:
+def evaluation_data(chosen: EvaluationData, run: Path, molecule: str) -> Dataset:
     """The given file or the run's test split, cut to `data.max_configurations` (the first ones) if set."""
-    data = read_dataset(resolve_input(cfg.data.path), molecule) if cfg.data.path else run_test_split(run, molecule)
-    limit = OmegaConf.select(cfg, "data.max_configurations")
-    if limit is not None:
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise SiqmlError(f"data.max_configurations must be a positive integer or null, got {limit!r}")
-        data = data.subset(np.arange(min(limit, len(data))))
+    data = read_dataset(resolve_input(chosen.path), molecule) if chosen.path else run_test_split(run, molecule)
+    if chosen.max_configurations is not None:
+        data = data.subset(np.arange(min(chosen.max_configurations, len(data))))
     return data
 
 
 def evaluate_command(cfg: DictConfig) -> None:
-    from siqml_cli.backends.settings import backend_settings
-
-    run = Path(cfg.run)
-    settings = backend_settings(OmegaConf.select(cfg, "backend"))
+    command = parse_command("evaluate", cfg)
+    run, settings = Path(command.run), command.backend
     forcefield = ForceField.load(run)
     molecule = forcefield.spec.name
-    data = evaluation_data(cfg, run, molecule)
+    data = evaluation_data(command.data, run, molecule)
     stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     suffix = "" if settings.kind == STATEVECTOR else f"_{settings.label}"
-    out = Path(cfg.out) if cfg.out else run / "evaluations" / f"{stamp}{suffix}"
+    out = Path(command.out) if command.out else run / "evaluations" / f"{stamp}{suffix}"
     if settings.kind == STATEVECTOR:
         out.mkdir(parents=True, exist_ok=True)
         energies, forces = forcefield.predict(data.positions)

@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from qiskit import qpy
 
 from siqml_cli.backends.estimators import ibm_service, make_estimator
@@ -56,15 +56,17 @@ def _save_npz(path: Path, **arrays) -> None:
 
 
 def submit_command(cfg: DictConfig) -> None:
+    from siqml_cli.config import parse_command
     from siqml_cli.evaluate import evaluation_data
 
-    settings = backend_settings(OmegaConf.select(cfg, "backend"))
+    command = parse_command("submit", cfg)
+    settings = command.backend
     if settings.kind not in ("fake", "ibm"):
         raise SiqmlError(f"siqml submit sends jobs to IBM Quantum (backend=ibm) or its local mode (backend=fake); "
                          f"for backend={settings.kind} use `siqml evaluate run=... backend={settings.kind}`")
-    run = Path(cfg.run)
+    run = Path(command.run)
     forcefield = ForceField.load(run)
-    data = evaluation_data(cfg, run, forcefield.spec.name)
+    data = evaluation_data(command.data, run, forcefield.spec.name)
     on_backend = BackendForceField(forcefield, settings)
     folder = run / HARDWARE_DIR / f"{datetime.now().strftime('%Y-%m-%d_%H-%M-%S')}_{settings.label}"
     folder.mkdir(parents=True, exist_ok=False)
@@ -225,7 +227,6 @@ def retrieve_submission(run: Path, folder: Path) -> None:
 
 
 def write_tables(run: Path, folder: Path, record: dict, jobs: list[dict]) -> None:
-    from siqml_cli.backends.settings import backend_settings
     from siqml_cli.evaluate import write_backend_evaluation
 
     forcefield = ForceField.load(run)

@@ -7,6 +7,7 @@ from pathlib import Path
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
+from siqml_cli.config import GROUPS
 from siqml_cli.errors import SiqmlError
 from siqml_cli.train.loop import CHECKPOINT_FILE
 from siqml_cli.train.run import CONFIG_FILE
@@ -26,7 +27,7 @@ def resumed_config(folder: Path, overrides: list[str]) -> DictConfig:
             if "=" in o and not o.startswith(("resume=", "hydra", "+molecule=", "molecule="))]
     for override in keep:
         key, value = override.split("=", 1)
-        if key in ("symmetry", "model", "loss", "noise", "optim", "split", "experiment"):
+        if key in GROUPS:
             raise SiqmlError(f"a resumed run keeps its config groups; '{override}' cannot change, start a new run")
         if OmegaConf.select(cfg, key, default="__missing__") == "__missing__":
             raise SiqmlError(f"unknown key '{key}' in override '{override}'")
