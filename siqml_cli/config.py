@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Optional, get_args, get_origin, get_type_hin
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException, ValidationError
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from siqml_cli.errors import SiqmlError
 
@@ -345,8 +345,10 @@ def runtime_options(settings: BackendConfig):
         if settings.options:
             options.update(**settings.options)
     except Exception as exc:  # pydantic's ValidationError, or an unknown option's TypeError/AttributeError
-        detail = " ".join(str(exc).split())
-        raise SiqmlError(f"backend.mitigation / backend.options: the IBM runtime refuses them: {detail[:300]}") from None
+        problems = exc.errors() if hasattr(exc, "errors") else [{"loc": (), "msg": str(exc)}]
+        detail = "; ".join(f"{'.'.join(map(str, p['loc'])) or 'options'}: {' '.join(str(p['msg']).split())}"
+                           for p in problems)
+        raise SiqmlError(f"the IBM runtime's Estimator refuses backend.mitigation / backend.options: {detail}") from None
     return options
 
 
@@ -526,16 +528,16 @@ def parse(schema: type, cfg, key: str = ""):
     full config, for the message."""
     try:
         node = OmegaConf.structured(schema)
-        if cfg is not None:
-            node = OmegaConf.merge(node, _without_hydra(cfg))
+        if cfg is not None:  # as plain values, so that the schema alone decides which keys exist
+            node = OmegaConf.merge(node, _plain_values(cfg))
         return OmegaConf.to_object(node)
     except OmegaConfBaseException as exc:
         raise SiqmlError(describe(exc, schema, key)) from None
 
 
-def _without_hydra(cfg):
-    if isinstance(cfg, DictConfig) and "hydra" in cfg:
-        cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+def _plain_values(cfg):
+    if isinstance(cfg, DictConfig):
+        return OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
     return cfg
 
 
@@ -543,6 +545,8 @@ def describe(exc: OmegaConfBaseException, schema: type | None = None, prefix: st
     """One line for a config that does not fit its schema: `<key> must be <type>, got <value>` for a
     wrong type, OmegaConf's own sentence otherwise."""
     full_key = ".".join(k for k in (prefix, str(exc.full_key or "")) if k)
+    if isinstance(exc, (ConfigKeyError, ConfigAttributeError)) and full_key:
+        return f"unknown key '{full_key}' (see `siqml <command> --help` for the keys)"
     if isinstance(exc, ValidationError) and schema is not None and exc.full_key:
         expected = _field_type(schema, str(exc.full_key))
         if expected is not None:
