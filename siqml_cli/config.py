@@ -268,7 +268,7 @@ class MitigationConfig:
 @dataclass
 class BackendConfig:
     """Where the circuits run and how. `options`: any further runtime Estimator options (nested as in
-    qiskit_ibm_runtime's EstimatorOptions, e.g. `{resilience: {zne: {noise_factors: [1, 3, 5]}}}`),
+    the runtime executor Estimator's EstimatorOptions, e.g. `{resilience: {zne: {noise_factors: [1, 3, 5]}}}`),
     applied after the keys above; the runtime checks them."""
 
     kind: BackendKind = BackendKind.statevector
@@ -325,7 +325,7 @@ class BackendConfig:
 def runtime_options(settings: BackendConfig):
     """The runtime Estimator's options for `settings`: shots, seed, the mitigation keys, then
     `backend.options`; a value the runtime refuses is one line naming it."""
-    from qiskit_ibm_runtime.options import EstimatorOptions
+    from qiskit_ibm_runtime.options_models.estimator import EstimatorOptions  # what the executor Estimator takes
 
     m = settings.mitigation
     try:
