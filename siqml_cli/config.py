@@ -457,7 +457,7 @@ class GenerateCommand:
 
 
 @dataclass
-class MDSettings:
+class MDConfig:
     ensemble: Ensemble = Ensemble.nve
     temperature: float = 300.0   # K
     timestep: float = 0.25       # fs
@@ -481,7 +481,7 @@ class MDCommand:
     start: Optional[str] = None
     out: Optional[str] = None
     seed: int = 0
-    md: MDSettings = field(default_factory=MDSettings)
+    md: MDConfig = field(default_factory=MDConfig)
 
 
 @dataclass
@@ -568,8 +568,8 @@ def _field_type(schema: type, dotted: str):
 
 
 def _unwrap(hint):
-    args = [a for a in get_args(hint) if a is not type(None)]
-    return args[0] if get_origin(hint) is not None and len(args) == 1 and get_origin(hint) not in (list, dict) else hint
+    """Optional[X] -> X."""
+    return next(a for a in get_args(hint) if a is not type(None)) if type(None) in get_args(hint) else hint
 
 
 def _kind(hint) -> str:
@@ -584,7 +584,7 @@ def _kind(hint) -> str:
 
 
 def _plain(value):
-    """Enums as their names: what JSON and YAML records hold."""
+    """Choices as their plain strings: what JSON and YAML records hold."""
     if isinstance(value, Enum):
         return value.value
     if isinstance(value, dict):
@@ -617,7 +617,8 @@ def parse_backend(cfg) -> BackendConfig:
     return parse(BackendConfig, cfg, "backend")
 
 
-__all__ = ["GROUPS", "COMMAND_SCHEMAS", "GROUP_SCHEMAS", "ArmConfig", "BackendConfig", "BackendKind", "Ensemble",
-           "Choice", "ExperimentConfig", "Features", "ForceMethod", "Frame", "ModelConfig", "MoleculeConfig", "Observable",
-           "OptimConfig", "Precision", "Schedule", "SplitConfig", "SymmetryName", "describe", "parse",
-           "parse_backend", "parse_command", "parse_model", "runtime_options"]
+__all__ = ["COMMAND_SCHEMAS", "GROUPS", "GROUP_SCHEMAS", "ArmConfig", "BackendConfig", "BackendKind", "Choice",
+           "Ensemble", "EvaluationData", "ExperimentConfig", "Features", "ForceMethod", "Frame", "LabelNoiseConfig",
+           "LossConfig", "MDConfig", "MitigationConfig", "ModelConfig", "MoleculeConfig", "NoiseModelConfig",
+           "Observable", "OptimConfig", "Precision", "Schedule", "SplitConfig", "SymmetryConfig", "SymmetryName",
+           "TrainCommand", "describe", "parse", "parse_backend", "parse_command", "parse_model", "runtime_options"]
