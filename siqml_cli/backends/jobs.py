@@ -182,8 +182,11 @@ def submissions(run: Path) -> list[Path]:
 
 
 def retrieve_command(cfg: DictConfig) -> None:
-    run = Path(cfg.run)
-    chosen = [Path(cfg.submission)] if cfg.submission else submissions(run)
+    from siqml_cli.config import parse_command
+
+    command = parse_command("retrieve", cfg)
+    run = Path(command.run)
+    chosen = [Path(command.submission)] if command.submission else submissions(run)
     for folder in chosen:
         retrieve_submission(run, folder)
 
