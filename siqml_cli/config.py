@@ -1,7 +1,7 @@
 """Where configuration is checked: the schema of every config group and command, declared once.
 
-The dataclasses below are registered in Hydra's ConfigStore (group `schema`) and are the base of
-every command's YAML file (`configs/<command>.yaml` lists `/schema/<command>` first in its
+The dataclasses below are registered in Hydra's ConfigStore (as `<command>_schema`) and are the
+base of every command's YAML file (`configs/<command>.yaml` lists `<command>_schema` first in its
 defaults), so composing a config already rejects an unknown key or a value of the wrong type.
 The range checks that types cannot express live in each dataclass's `__post_init__`, which runs
 when a config is turned into typed settings (`parse`); both kinds of problem reach the user as one
@@ -509,11 +509,11 @@ GROUP_SCHEMAS = {"symmetry": SymmetryConfig, "model": ModelConfig, "loss": LossC
 
 
 def register() -> None:
-    """Put the command schemas into Hydra's ConfigStore as `schema/<command>`, where the YAML files'
-    defaults lists find them."""
+    """Put the command schemas into Hydra's ConfigStore as `<command>_schema`, where the YAML files'
+    defaults lists find them (outside any group, so `--help` does not offer them as choices)."""
     store = ConfigStore.instance()
     for name, schema in COMMAND_SCHEMAS.items():
-        store.store(group="schema", name=name, node=schema, package="_global_")
+        store.store(name=f"{name}_schema", node=schema)
 
 
 register()
