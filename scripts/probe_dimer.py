@@ -22,8 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from omegaconf import OmegaConf
 
+from siqml_cli.config import parse_model
 from siqml_cli.data import read_dataset
 from siqml_cli.forcefield import LabelScaler
 from siqml_cli.models import build_model, water_dimer
@@ -43,8 +43,8 @@ def main() -> None:
     train, val = dev.subset(split.train), dev.subset(split.test)
     spec = build_model("water_dimer", opts.get("symmetry", "broken"), opts.get("layers", 4), opts.get("blocks", 1),
                        {k: opts[k] for k in (*water_dimer.OPTIONS, "alpha_init") if k in opts})
-    model = {"output_margin": opts.get("output_margin", 0.1), "output_range": opts.get("output_range")}
-    scaler = LabelScaler.fit(train.energies, output_interval(OmegaConf.create({"model": model}), spec), margin=0.0)
+    model = parse_model({k: opts[k] for k in ("output_margin", "output_range") if k in opts})
+    scaler = LabelScaler.fit(train.energies, output_interval(model, spec), margin=0.0)
     steps, batch = opts.get("steps", 1500), opts.get("batch", 32)
     sim = make_simulator(spec, "single")
     weights = {k: jnp.asarray(v, jnp.float32) for k, v in spec.init_weights(opts.get("seed", 0)).items()}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from siqml_cli.config import GROUPS
 from siqml_cli.errors import SiqmlError, fail
 from siqml_cli.paths import CONFIG_DIR
 
@@ -25,7 +26,6 @@ COMMANDS = {
     "vibrations": ("vibrations", "harmonic frequencies of a trained run next to the reference method's"),
     "report": (None, "summarise runs or a sweep (results/multirun/...): tables over seeds and MSE figures"),
 }
-GROUPS = ("molecule", "symmetry", "model", "loss", "noise", "optim", "split", "experiment", "arm", "backend")
 LAUNCHERS = ("basic", "joblib", "submitit_local", "submitit_slurm")  # Hydra's and its plugins'; + configs/hydra/launcher
 
 USAGE = "usage: siqml <command> [key=value ...]\n\ncommands:\n" + "\n".join(
@@ -69,12 +69,17 @@ def check_groups(overrides: list[str]) -> None:
 def compose_check(config_name: str, overrides: list[str]):
     """Compose the config once without running, to report bad keys or values as one line; returns it."""
     from hydra import compose, initialize_config_dir
+    from omegaconf.errors import ValidationError
+
+    from siqml_cli.config import COMMAND_SCHEMAS, describe
 
     plain = [o for o in overrides if not o.startswith(("hydra.", "hydra/", "-"))]
     try:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
             return compose(config_name=config_name, overrides=plain, return_hydra_config=True)
     except Exception as exc:  # Hydra and OmegaConf raise several types; all mean a bad override
+        if isinstance(exc.__cause__, ValidationError):  # a value of the wrong type: the schema says which
+            raise SiqmlError(describe(exc.__cause__, COMMAND_SCHEMAS[config_name])) from None
         lines = [line.strip().rstrip(".") for line in str(exc).splitlines() if line.strip()]
         raise SiqmlError("; ".join(lines[:3]) + " (see `siqml <command> --help` for the keys)") from None
 
@@ -108,14 +113,23 @@ def preflight(command: str, overrides: list[str]) -> list[str]:
         checked = [first_job(o) for o in overrides] if multirun else overrides
         cfg = compose_check(COMMANDS[command][0], checked)
         arms = preset_arms(cfg, overrides)
-        for arm in arms:  # every model of an experiment, before any job starts
-            compose_check(COMMANDS[command][0], [*checked, f"+arm={arm}"])
-        if command == "train" and multirun:  # values too, so a bad one does not fail every job of a sweep
-            from siqml_cli.train.run import checked_settings
-
-            for job in [checked] if not arms else [[*checked, f"+arm={arm}"] for arm in arms]:
-                checked_settings(compose_check(COMMANDS[command][0], job))
+        jobs = [compose_check(COMMANDS[command][0], [*checked, f"+arm={arm}"]) for arm in arms] or [cfg]
+        for job in jobs:  # every model of an experiment, before any job starts
+            check_values(command, job)
     return overrides
+
+
+def check_values(command: str, cfg) -> None:
+    """Every value of a composed config against its schema, before any run (or any job of a sweep)
+    starts, so that a bad one is one line and no results folder."""
+    if command == "train":
+        from siqml_cli.train.run import checked_settings
+
+        checked_settings(cfg)
+    else:
+        from siqml_cli.config import parse_command
+
+        parse_command(COMMANDS[command][0], cfg)
 
 
 def has_experiment(overrides: list[str]) -> bool:

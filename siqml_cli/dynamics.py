@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
 from siqml_cli.ase import SIQMLCalculator
+from siqml_cli.config import parse_command
 from siqml_cli.data import read_dataset
 from siqml_cli.data.generate import GENERATORS
 from siqml_cli.data.io import write_text_atomic
@@ -51,8 +52,8 @@ def start_atoms(calc: SIQMLCalculator, start: str | None) -> Atoms:
     return atoms
 
 
-def output_folder(cfg: DictConfig, run: Path, kind: str) -> Path:
-    return RunFolder(run).output_folder(kind, cfg.out)
+def output_folder(settings, run: Path, kind: str) -> Path:
+    return RunFolder(run).output_folder(kind, settings.out)
 
 
 class BlownUp(Exception):
@@ -75,22 +76,19 @@ def md_command(cfg: DictConfig) -> None:
     from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary, ZeroRotation
     from ase.md.verlet import VelocityVerlet
 
-    md = cfg.md
-    if md.ensemble not in ("nve", "langevin"):
-        raise SiqmlError(f"md.ensemble must be 'nve' or 'langevin', got {md.ensemble!r}")
-    if not (md.timestep > 0 and md.steps >= 1 and md.write_every >= 1 and md.temperature >= 0):
-        raise SiqmlError("md.timestep must be > 0, md.steps and md.write_every >= 1, md.temperature >= 0")
-    calc = SIQMLCalculator(cfg.run)
-    atoms = start_atoms(calc, cfg.start)
+    settings = parse_command("md", cfg)
+    md = settings.md
+    calc = SIQMLCalculator(settings.run)
+    atoms = start_atoms(calc, settings.start)
     atoms.calc = calc
-    rng = np.random.default_rng(int(cfg.seed))
+    rng = np.random.default_rng(settings.seed)
     MaxwellBoltzmannDistribution(atoms, temperature_K=md.temperature, rng=rng)
     Stationary(atoms)
     ZeroRotation(atoms)
     dt = md.timestep * units.fs
     dyn = (VelocityVerlet(atoms, timestep=dt) if md.ensemble == "nve" else
            Langevin(atoms, timestep=dt, temperature_K=md.temperature, friction=md.friction / units.fs, rng=rng))
-    out = output_folder(cfg, calc.run, "md")
+    out = output_folder(settings, calc.run, "md")
     n_atoms = len(atoms)
     with Trajectory(out / "md.traj", "w", atoms) as traj, open(out / "energies.csv", "w", newline="") as fh:
         table = csv.writer(fh)
@@ -156,18 +154,19 @@ def harmonic_frequencies(atoms: Atoms, out: Path, name: str, fmax: float, delta:
 
 
 def vibrations_command(cfg: DictConfig) -> None:
-    calc = SIQMLCalculator(cfg.run)
-    atoms = start_atoms(calc, cfg.start)
-    out = output_folder(cfg, calc.run, "vibrations")
+    settings = parse_command("vibrations", cfg)
+    calc = SIQMLCalculator(settings.run)
+    atoms = start_atoms(calc, settings.start)
+    out = output_folder(settings, calc.run, "vibrations")
     model_atoms = atoms.copy()
     model_atoms.calc = calc
-    freqs, model_min = harmonic_frequencies(model_atoms, out, "model", cfg.fmax, cfg.delta)
+    freqs, model_min = harmonic_frequencies(model_atoms, out, "model", settings.fmax, settings.delta)
     table = pd.DataFrame({"mode": np.arange(1, len(freqs) + 1), "model (cm^-1)": freqs})
     write(out / "minimum_model.extxyz", model_min, format="extxyz")
-    if cfg.reference:
+    if settings.reference:
         ref_atoms = atoms.copy()
         ref_atoms.calc = ReferenceCalculator(calc.forcefield.spec.name)
-        ref_freqs, ref_min = harmonic_frequencies(ref_atoms, out, "reference", cfg.fmax, cfg.delta)
+        ref_freqs, ref_min = harmonic_frequencies(ref_atoms, out, "reference", settings.fmax, settings.delta)
         table["reference (cm^-1)"] = ref_freqs
         table["difference (cm^-1)"] = freqs - ref_freqs
         write(out / "minimum_reference.extxyz", ref_min, format="extxyz")

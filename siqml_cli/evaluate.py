@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from siqml_cli.config import EvaluationData, parse_command
 from siqml_cli.data import Dataset, read_dataset, write_dataset
 from siqml_cli.data.io import write_text_atomic
-from siqml_cli.errors import SiqmlError
 from siqml_cli.forcefield import ForceField
 from siqml_cli.paths import resolve_input
 from siqml_cli.prediction import Prediction
@@ -26,27 +26,21 @@ from siqml_cli.runs import RunFolder
 STATEVECTOR = "statevector"
 
 
-def evaluation_data(cfg: DictConfig, run: Path, molecule: str) -> Dataset:
+def evaluation_data(chosen: EvaluationData, run: Path, molecule: str) -> Dataset:
     """The given file or the run's test split, cut to `data.max_configurations` (the first ones) if set."""
-    data = (read_dataset(resolve_input(cfg.data.path), molecule) if cfg.data.path
-            else RunFolder(run).test_split(molecule))
-    limit = OmegaConf.select(cfg, "data.max_configurations")
-    if limit is not None:
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise SiqmlError(f"data.max_configurations must be a positive integer or null, got {limit!r}")
-        data = data.subset(np.arange(min(limit, len(data))))
+    data = read_dataset(resolve_input(chosen.path), molecule) if chosen.path else RunFolder(run).test_split(molecule)
+    if chosen.max_configurations is not None:
+        data = data.subset(np.arange(min(chosen.max_configurations, len(data))))
     return data
 
 
 def evaluate_command(cfg: DictConfig) -> None:
-    from siqml_cli.backends.settings import backend_settings
-
-    run = RunFolder(cfg.run)
-    settings = backend_settings(OmegaConf.select(cfg, "backend"))
+    command = parse_command("evaluate", cfg)
+    run, settings = RunFolder(command.run), command.backend
     forcefield = run.load_forcefield()
-    data = evaluation_data(cfg, run.path, forcefield.spec.name)
+    data = evaluation_data(command.data, run.path, forcefield.spec.name)
     exact = settings.kind == STATEVECTOR
-    out = run.output_folder("evaluations", cfg.out, "" if exact else f"_{settings.label}", make=False)
+    out = run.output_folder("evaluations", command.out, "" if exact else f"_{settings.label}", make=False)
     if exact:
         model = forcefield
     else:

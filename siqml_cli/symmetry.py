@@ -12,6 +12,7 @@ import pandas as pd
 from omegaconf import DictConfig
 from scipy.spatial.transform import Rotation
 
+from siqml_cli.config import CheckSymmetryCommand, parse_command
 from siqml_cli.data.generate import GENERATORS, sample
 from siqml_cli.errors import SiqmlError
 from siqml_cli.models import ModelSpec, build_model
@@ -97,12 +98,12 @@ def symmetry_table(spec: ModelSpec, weights: dict, positions: np.ndarray, seed: 
     return pd.DataFrame(rows)
 
 
-def model_and_weights(cfg: DictConfig) -> tuple[ModelSpec, dict]:
+def model_and_weights(settings: CheckSymmetryCommand) -> tuple[ModelSpec, dict]:
     """The model and weights to check: random or initial weights for the configured model, or a
     trained run's own model and weights (read once)."""
-    molecule, choice, seed = cfg.molecule.name, str(cfg.weights), int(cfg.seed)
+    molecule, choice, seed = settings.molecule.name, settings.weights, settings.seed
     if choice in ("random", "init"):
-        spec = build_model(molecule, cfg.symmetry.name, cfg.model.layers, cfg.model.blocks, cfg.model)
+        spec = build_model(molecule, settings.symmetry.name, settings.model.layers, settings.model.blocks, settings.model)
         return spec, spec.random_weights(seed) if choice == "random" else spec.init_weights(seed)
     from siqml_cli.runs import RunFolder
 
@@ -114,18 +115,19 @@ def model_and_weights(cfg: DictConfig) -> tuple[ModelSpec, dict]:
 
 
 def check_symmetry_command(cfg: DictConfig) -> None:
-    molecule = cfg.molecule.name
-    spec, weights = model_and_weights(cfg)
+    settings = parse_command("check_symmetry", cfg)
+    molecule = settings.molecule.name
+    spec, weights = model_and_weights(settings)
     if molecule not in GENERATORS:
         raise SiqmlError(f"no configuration sampler for '{molecule}'")
-    params = {k: list(v) for k, v in cfg.molecule.generate.params.items()}
-    positions = sample(molecule, int(cfg.n_configs), int(cfg.seed), params)
-    if str(cfg.weights) in ("random", "init"):  # a trained run keeps its own feature scaling
+    params = {k: list(v) for k, v in settings.molecule.generate.params.items()}
+    positions = sample(molecule, settings.n_configs, settings.seed, params)
+    if settings.weights in ("random", "init"):  # a trained run keeps its own feature scaling
         spec = spec.fit(positions)
-    table = symmetry_table(spec, weights, positions, int(cfg.seed))
+    table = symmetry_table(spec, weights, positions, settings.seed)
     kind = f"generic VQLM ({spec.features} features)" if spec.symmetry == "none" else "siVQLM"
     print(f"{spec.name} {kind}, symmetry={spec.symmetry}, D={spec.layers}, B={spec.blocks}, "
-          f"weights={cfg.weights}, {len(positions)} random configurations")
+          f"weights={settings.weights}, {len(positions)} random configurations")
     print(table.to_string(index=False, formatters={"max relative error": "{:.2e}".format,
                                                    "tolerance": "{:.0e}".format}))
     if (table["result"] == "FAIL").any():

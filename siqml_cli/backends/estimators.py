@@ -19,7 +19,8 @@ import os
 import warnings
 from dataclasses import dataclass
 
-from siqml_cli.backends.settings import BackendSettings, Mitigation, Noise
+from siqml_cli.backends.settings import BackendSettings, Noise
+from siqml_cli.config import runtime_options
 from siqml_cli.errors import SiqmlError
 
 #: Local mode measures every qubit of the device, so larger fake devices exceed a statevector simulation.
@@ -148,32 +149,13 @@ def make_estimator(settings: BackendSettings, target: Target, mode=None):
                                                               "seed_simulator": settings.seed})
     from qiskit_ibm_runtime.executor_estimator import Estimator
 
-    estimator = Estimator(mode=mode if mode is not None else target.backend)
-    configure_runtime_options(estimator.options, settings)
-    return estimator
-
-
-def configure_runtime_options(options, settings: BackendSettings) -> None:
-    """Shots, seed and the mitigation keys onto the runtime Estimator's options."""
-    m: Mitigation = settings.mitigation
-    options.default_shots = settings.shots
-    options.resilience_level = m.resilience_level
-    if m.measure_mitigation is not None:
-        options.resilience.measure_mitigation = m.measure_mitigation
-    if m.zne_mitigation is not None:
-        options.resilience.zne_mitigation = m.zne_mitigation
-    options.dynamical_decoupling.enable = m.dynamical_decoupling
-    if m.twirling is not None:
-        options.twirling.enable_gates = m.twirling
-        options.twirling.enable_measure = m.twirling
-    if settings.kind == "fake":
-        options.simulator.seed_simulator = settings.seed
+    return Estimator(mode=mode if mode is not None else target.backend, options=runtime_options(settings))
 
 
 def mitigation_record(settings: BackendSettings) -> dict:
     """What the results say about error mitigation: the options, and whether they applied."""
     if settings.kind == "aer":
         return {"applied": False, "note": "Aer's primitives have no error mitigation; the mitigation keys do not apply"}
-    return {"applied": True, "options": vars(settings.mitigation).copy(),
+    return {"applied": True, "options": {**settings.record()["mitigation"], **settings.record()["options"]},
             "note": "qiskit-ibm-runtime client-side Estimator: mitigation runs on this machine (local mode too)"}
 

@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from qiskit import qpy
 
 from siqml_cli.backends.estimators import ibm_service, make_estimator
@@ -56,15 +56,17 @@ def _save_npz(path: Path, **arrays) -> None:
 
 
 def submit_command(cfg: DictConfig) -> None:
+    from siqml_cli.config import parse_command
     from siqml_cli.evaluate import evaluation_data
 
-    settings = backend_settings(OmegaConf.select(cfg, "backend"))
+    command = parse_command("submit", cfg)
+    settings = command.backend
     if settings.kind not in ("fake", "ibm"):
         raise SiqmlError(f"siqml submit sends jobs to IBM Quantum (backend=ibm) or its local mode (backend=fake); "
                          f"for backend={settings.kind} use `siqml evaluate run=... backend={settings.kind}`")
-    run = Path(cfg.run)
+    run = Path(command.run)
     forcefield = RunFolder(run).load_forcefield()
-    data = evaluation_data(cfg, run, forcefield.spec.name)
+    data = evaluation_data(command.data, run, forcefield.spec.name)
     on_backend = BackendForceField(forcefield, settings)
     folder = RunFolder(run).output_folder(HARDWARE_DIR, suffix=f"_{settings.label}", make=False)
     folder.mkdir(parents=True, exist_ok=False)
@@ -180,8 +182,11 @@ def submissions(run: Path) -> list[Path]:
 
 
 def retrieve_command(cfg: DictConfig) -> None:
-    run = Path(cfg.run)
-    chosen = [Path(cfg.submission)] if cfg.submission else submissions(run)
+    from siqml_cli.config import parse_command
+
+    command = parse_command("retrieve", cfg)
+    run = Path(command.run)
+    chosen = [Path(command.submission)] if command.submission else submissions(run)
     for folder in chosen:
         retrieve_submission(run, folder)
 
@@ -225,7 +230,6 @@ def retrieve_submission(run: Path, folder: Path) -> None:
 
 
 def write_tables(run: Path, folder: Path, record: dict, jobs: list[dict]) -> None:
-    from siqml_cli.backends.settings import backend_settings
     from siqml_cli.evaluate import write_backend_evaluation
 
     forcefield = RunFolder(run).load_forcefield()

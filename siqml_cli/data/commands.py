@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from siqml_cli.config import parse_command
 from siqml_cli.data.generate import GENERATORS, generate
 from siqml_cli.data.io import read_dataset, write_dataset
 from siqml_cli.errors import SiqmlError
@@ -14,29 +15,27 @@ from siqml_cli.paths import resolve_input
 
 
 def data_command(cfg: DictConfig) -> None:
-    molecule = cfg.molecule.name  # `siqml` checked that +molecule is given
+    settings = parse_command("generate", cfg)
+    molecule = settings.molecule.name  # `siqml` checked that +molecule is given
     if molecule not in GENERATORS:
         raise SiqmlError(f"no reference generator for '{molecule}'")
-    out = Path(cfg.out) if cfg.out else resolve_input(cfg.molecule.data)
-    params = OmegaConf.to_container(cfg.molecule.generate.params, resolve=True)
-    if cfg.input:
-        given = read_dataset(resolve_input(cfg.input), molecule)
-        if given.has_labels and not cfg.relabel:
+    out = Path(settings.out) if settings.out else resolve_input(settings.molecule.data)
+    params = settings.molecule.generate.params
+    if settings.input:
+        given = read_dataset(resolve_input(settings.input), molecule)
+        if given.has_labels and not settings.relabel:
             data = given
             write_dataset(data, out)
         else:
-            data = generate(molecule, len(given), int(cfg.seed), {"input": str(given.source)}, out,
+            data = generate(molecule, len(given), settings.seed, {"input": str(given.source)}, out,
                             positions=given.positions)
-    elif out.exists() and cfg.export and not cfg.n:
+    elif out.exists() and settings.export and not settings.n:
         data = read_dataset(out, molecule)  # export only: the set already exists
     else:
-        n = int(cfg.n or cfg.molecule.generate.n)
-        if n < 1:
-            raise SiqmlError(f"n must be a positive number of configurations, got {n}")
-        data = generate(molecule, n, int(cfg.seed), params, out)
-    if cfg.export:
-        write_dataset(data, cfg.export)
+        data = generate(molecule, settings.n or settings.molecule.generate.n, settings.seed, params, out)
+    if settings.export:
+        write_dataset(data, settings.export)
     e = data.energies
     print(f"{out}: {len(data)} configurations of {'-'.join(data.species)}, "
           f"energies {np.min(e):.4f} .. {np.max(e):.4f} eV"
-          + (f"; exported to {cfg.export}" if cfg.export else ""))
+          + (f"; exported to {settings.export}" if settings.export else ""))

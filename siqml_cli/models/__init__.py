@@ -4,8 +4,10 @@ VQLM baseline (`symmetry=none`, `generic.py`)."""
 from __future__ import annotations
 
 import dataclasses
-import math
 
+from omegaconf import DictConfig, OmegaConf
+
+from siqml_cli.config import ModelConfig, parse_model
 from siqml_cli.errors import SiqmlError
 from siqml_cli.models import generic, h2o, lih, water_dimer
 from siqml_cli.models.generic import GenericSpec
@@ -23,9 +25,11 @@ SYMMETRIES = {"lih": ("full", "broken", "rotation", "none"), "h2o": ("full", "br
 
 
 def build_model(molecule: str, symmetry: str, layers: int, blocks: int, options=None) -> ModelSpec | GenericSpec:
-    """The model of `molecule` with `symmetry`; `options` (the `model` config, or a run's saved options) sets
-    the generic VQLM's features and scaling, the water dimer siVQLM's `frame`, `atom_readout` and `observable`,
-    and where a siVQLM's encoding scales start (`alpha_init`)."""
+    """The model of `molecule` with `symmetry`; `options` (the `model` settings or config, or a run's saved
+    options; checked by `siqml_cli.config.ModelConfig`) sets the generic VQLM's features and scaling, the water
+    dimer siVQLM's `frame`, `atom_readout` and `observable`, and where a siVQLM's encoding scales start
+    (`alpha_init`)."""
+    symmetry = str(symmetry)
     if molecule not in BUILDERS:
         raise SiqmlError(f"no siVQLM for molecule '{molecule}' yet (its reference data can be made with `siqml data`); "
                          f"models exist for: {', '.join(sorted(BUILDERS))}")
@@ -35,25 +39,22 @@ def build_model(molecule: str, symmetry: str, layers: int, blocks: int, options=
     if symmetry not in SYMMETRIES[molecule]:
         raise SiqmlError(f"symmetry '{symmetry}' is not available for {molecule}; choose one of "
                          f"{', '.join(SYMMETRIES[molecule])}")
-    for name, value in (("model.layers", layers), ("model.blocks", blocks)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise SiqmlError(f"{name} must be a positive integer, got {value!r}")
+    raw = {} if options is None or isinstance(options, ModelConfig) else dict(
+        OmegaConf.to_container(options, resolve=True) if isinstance(options, DictConfig) else options)
+    model = parse_model(dataclasses.replace(options, layers=layers, blocks=blocks) if isinstance(options, ModelConfig)
+                        else {**raw, "layers": layers, "blocks": blocks})
     if symmetry == "none":
-        return generic.build(molecule, layers, blocks, options)
-    options = options or {}
-    alpha_init = options.get("alpha_init", 1.0)
-    if isinstance(alpha_init, bool) or not isinstance(alpha_init, (int, float)) or not math.isfinite(alpha_init):
-        raise SiqmlError(f"model.alpha_init must be a number (where the encoding scales start), got {alpha_init!r}")
-    dimer_options = {k: options[k] for k in water_dimer.OPTIONS if options.get(k) is not None}
+        fitted = {k: raw[k] for k in generic.FITTED if raw.get(k) is not None}
+        return generic.build(molecule, layers, blocks, model, **fitted)
+    dimer_options = {"frame": model.frame.value, "atom_readout": model.atom_readout, "observable": model.observable.value}
     if molecule.startswith("water_dimer"):
         spec = BUILDERS[molecule](layers, blocks, symmetry, **dimer_options)
-    elif (dimer_options.get("frame", "midpoint") != "midpoint" or dimer_options.get("atom_readout")
-          or dimer_options.get("observable", "fixed") != "fixed"):
+    elif model.frame != "midpoint" or model.atom_readout or model.observable != "fixed":
         raise SiqmlError(f"model.frame, model.atom_readout and model.observable apply to the water dimer only; "
                          f"{molecule}'s siVQLM has no such options: drop them")
     else:
         spec = BUILDERS[molecule](layers, blocks, symmetry)
-    return dataclasses.replace(spec, alpha_init=float(alpha_init))
+    return dataclasses.replace(spec, alpha_init=float(model.alpha_init))
 
 
 __all__ = ["BUILDERS", "SYMMETRIES", "Coupling", "Encoding", "GenericSpec", "ModelSpec", "build_model"]

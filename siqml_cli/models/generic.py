@@ -28,13 +28,15 @@ from qiskit import QuantumCircuit
 from qiskit.circuit import ParameterVector
 from qiskit.quantum_info import SparsePauliOp
 
+from siqml_cli.config import ModelConfig
 from siqml_cli.data.schema import MOLECULE_SPECIES
 from siqml_cli.errors import SiqmlError
 from siqml_cli.models import h2o, lih
 
 jax.config.update("jax_enable_x64", True)
 
-FEATURES = ("internal", "cartesian")
+#: what a trained model adds to its options: the feature scaling fitted on its training split
+FITTED = ("feature_min", "feature_max")
 #: the siVQLMs' width: internal and Cartesian models get at least as many qubits, for a like-for-like baseline
 MIN_QUBITS = 4
 #: mirrored copies must reproduce their mirrored features to this (relative) accuracy
@@ -303,39 +305,21 @@ def cnot_ring(qc: QuantumCircuit) -> None:
         qc.cx(q, (q + 1) % n)
 
 
-def _option(options, key: str, default):
-    value = None if options is None else options.get(key)
-    return default if value is None else value
-
-
-def build(molecule: str, layers: int, blocks: int, options=None) -> GenericSpec:
-    """The generic VQLM for `molecule`; `options` (e.g. the `model` config) gives features, feature_range,
-    periodize and, for a trained model, its fitted feature_min / feature_max."""
-    features = _option(options, "features", "internal")
-    if features not in FEATURES:
-        raise SiqmlError(f"model.features must be one of {', '.join(FEATURES)}, got {features!r}")
-    periodize = _option(options, "periodize", False)
-    if not isinstance(periodize, bool):
-        raise SiqmlError(f"model.periodize must be true or false, got {periodize!r}")
-    feature_range = _option(options, "feature_range", [0.0, math.pi])
-    try:
-        lo, hi = (float(v) for v in feature_range)
-    except (TypeError, ValueError):
-        raise SiqmlError(f"model.feature_range must be two numbers [low, high], got {feature_range!r}") from None
-    if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo):
-        raise SiqmlError(f"model.feature_range must be two finite numbers with low < high, got {[lo, hi]}")
-    if periodize and not math.isclose(hi - lo, math.pi, rel_tol=1e-9):
-        raise SiqmlError(f"model.periodize=true needs a feature_range of width pi (e.g. [0, 3.141592653589793]), "
-                         f"so that features and their mirror images fill one 2 pi period; got {[lo, hi]}")
+def build(molecule: str, layers: int, blocks: int, model: ModelConfig | None = None,
+          feature_min=None, feature_max=None) -> GenericSpec:
+    """The generic VQLM for `molecule`; `model` (checked settings) gives features, feature_range and periodize,
+    and a trained model its fitted feature_min / feature_max."""
+    model = model or ModelConfig()
+    features = model.features.value
     feature_map = FEATURE_MAPS[(molecule, features)]
     fitted = {}
-    for key in ("feature_min", "feature_max"):
-        value = _option(options, key, None)
+    for key, value in (("feature_min", feature_min), ("feature_max", feature_max)):
         if value is not None:
             fitted[key] = tuple(float(v) for v in value)
             if len(fitted[key]) != len(feature_map.names):
                 raise SiqmlError(f"{key} has {len(fitted[key])} entries, the {features} features of {molecule} "
                                  f"are {len(feature_map.names)}; the run's model.json does not match this model")
+    low, high = (float(v) for v in model.feature_range)
     return GenericSpec(name=molecule, species=MOLECULE_SPECIES[molecule], layers=layers, blocks=blocks,
-                       features=features, feature_map=feature_map, feature_range=(lo, hi), periodize=periodize,
+                       features=features, feature_map=feature_map, feature_range=(low, high), periodize=model.periodize,
                        **fitted)

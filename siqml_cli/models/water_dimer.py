@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from siqml_cli.errors import SiqmlError
 from siqml_cli.models.spec import Coupling, Encoding, ModelSpec, pair_orbits
 
 O_A, H_A1, H_A2, O_B, H_B1, H_B2 = range(6)
@@ -58,7 +57,6 @@ def atom_permutation(atoms) -> tuple[int, ...]:
 #: swaps every atom's (k+, k-); H_a1 <-> H_a2; H_b1 <-> H_b2; molecule a <-> molecule b.
 GROUP_GENERATORS = (tuple(q ^ 1 for q in range(12)), atom_permutation((0, 2, 1, 3, 4, 5)),
                     atom_permutation((0, 1, 2, 3, 5, 4)), atom_permutation((3, 4, 5, 0, 1, 2)))
-OBSERVABLES = ("fixed", "trained")
 #: the `model` config keys that only the water dimer's siVQLM reads (`build`'s keyword arguments)
 OPTIONS = ("frame", "atom_readout", "observable")
 
@@ -87,12 +85,6 @@ def build(layers: int, blocks: int, symmetry: str, frame: str = "midpoint", atom
     gets one trainable weight per orbit of qubit pairs under the group (all 66 pairs in 12 orbits),
     starting as the fixed one.
     """
-    if frame not in FRAMES:
-        raise SiqmlError(f"model.frame must be one of {', '.join(FRAMES)} for the water dimer, got {frame!r}")
-    if not isinstance(atom_readout, bool):
-        raise SiqmlError(f"model.atom_readout must be true or false, got {atom_readout!r}")
-    if observable not in OBSERVABLES:
-        raise SiqmlError(f"model.observable must be one of {', '.join(OBSERVABLES)} for the water dimer, got {observable!r}")
     within_atoms = tuple((plus(a), minus(a)) for a in range(6))
     oxygen_scale, hydrogen_scale = 0, 1
     encoding = tuple(Encoding(qubit=q, vector=atom, scale=oxygen_scale if SPECIES[atom] == "O" else hydrogen_scale,

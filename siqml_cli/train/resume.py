@@ -9,6 +9,7 @@ import numpy as np
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
+from siqml_cli.config import GROUPS
 from siqml_cli.errors import SiqmlError
 from siqml_cli.runs import (CHECKPOINT_FILE, COMPLETE, CONFIG_FILE, SPLIT_FILE, RunFolder, identity_changes,
                             model_fingerprint, model_identity)
@@ -30,7 +31,7 @@ def resumed_config(folder: Path, overrides: list[str]) -> DictConfig:
             if "=" in o and not o.startswith(("resume=", "hydra", "+molecule=", "molecule="))]
     for override in keep:
         key, value = override.split("=", 1)
-        if key in ("symmetry", "model", "loss", "noise", "optim", "split", "experiment"):
+        if key in GROUPS:
             raise SiqmlError(f"a resumed run keeps its config groups; '{override}' cannot change, start a new run")
         if OmegaConf.select(cfg, key, default="__missing__") == "__missing__":
             raise SiqmlError(f"unknown key '{key}' in override '{override}'")

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from siqml_cli.backends.settings import backend_settings
+from siqml_cli.config import ModelConfig, TrainCommand, parse
 from siqml_cli.data import Dataset, read_dataset, write_dataset
 from siqml_cli.data.io import write_text_atomic
 from siqml_cli.errors import SiqmlError
@@ -43,40 +43,13 @@ def noisy_energies(energies: np.ndarray, sigma: float, seed: int) -> np.ndarray:
     return energies + np.random.default_rng((seed, 2)).normal(0.0, sigma, size=energies.shape)
 
 
-def _positive_int(cfg, key: str, allow_none: bool = False, minimum: int = 1):
-    value = OmegaConf.select(cfg, key)
-    if value is None and allow_none:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise SiqmlError(f"{key} must be an integer >= {minimum}{' or null' if allow_none else ''}, got {value!r}")
-    return value
-
-
-def _number(cfg, key: str, low: float = 0.0, high: float = math.inf, open_low: bool = False,
-            open_high: bool = False) -> float:
-    value = OmegaConf.select(cfg, key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise SiqmlError(f"{key} must be a number, got {value!r}")
-    if value < low or value > high or (open_low and value == low) or (open_high and value == high):
-        bound = f"{'(' if open_low else '['}{low}, {high}{')' if open_high else ']'}"
-        raise SiqmlError(f"{key} must lie in {bound}, got {value!r}")
-    return float(value)
-
-
-def loop_settings(cfg: DictConfig) -> LoopSettings:
-    schedule = OmegaConf.select(cfg, "train.schedule")
-    if schedule not in ("constant", "cosine"):
-        raise SiqmlError(f"train.schedule must be 'constant' or 'cosine', got {schedule!r}")
-    return LoopSettings(
-        steps=_positive_int(cfg, "train.steps", minimum=0),
-        lr=_number(cfg, "train.lr", open_low=True),
-        batch_size=_positive_int(cfg, "train.batch_size", allow_none=True),
-        force_weight=_number(cfg, "loss.force_weight"),
-        schedule=schedule,
-        lr_final_fraction=_number(cfg, "train.lr_final_fraction", high=1.0),
-        checkpoint_every=_positive_int(cfg, "train.checkpoint_every"),
-        seed=_positive_int(cfg, "seed", minimum=0),
-    )
+def loop_settings(settings: TrainCommand) -> LoopSettings:
+    """What the training loop needs of the checked config."""
+    train = settings.train
+    return LoopSettings(steps=train.steps, lr=train.lr, batch_size=train.batch_size,
+                        force_weight=settings.loss.force_weight, schedule=train.schedule.value,
+                        lr_final_fraction=train.lr_final_fraction, checkpoint_every=train.checkpoint_every,
+                        seed=settings.seed)
 
 
 def load_training_data(cfg: DictConfig, molecule: str, need_forces: bool) -> Dataset:
@@ -107,35 +80,27 @@ class RunSettings:
 
 
 def checked_settings(cfg: DictConfig) -> RunSettings:
-    """The config's values, or a SiqmlError naming the first bad one; cheap, so `siqml train` checks a
-    sweep's (or an experiment's) values once before any job starts."""
-    precision = OmegaConf.select(cfg, "train.precision")
-    if precision not in ("double", "single"):
-        raise SiqmlError(f"train.precision must be 'double' or 'single', got {precision!r}")
-    window = OmegaConf.select(cfg, "data.relevant_window")
-    spec = build_model(cfg.molecule.name, cfg.symmetry.name, cfg.model.layers, cfg.model.blocks, cfg.model)
-    return RunSettings(
-        loop=loop_settings(cfg), sigma=_number(cfg, "noise.sigma"),
-        train_fraction=_number(cfg, "data.train_fraction", high=1.0, open_low=True),
-        spec=spec,
-        precision=precision, backend=backend_settings(OmegaConf.select(cfg, "backend")),
-        output_range=output_interval(cfg, spec),
-        window=None if window is None else _number(cfg, "data.relevant_window", open_low=True))
+    """The config's values, or a SiqmlError naming the first bad one; cheap, so `siqml` checks every
+    run's (and every job of a sweep's) values before any starts. The keys, types and ranges are the
+    schema's (`siqml_cli.config.TrainCommand`); what depends on the model is checked here."""
+    settings = parse(TrainCommand, cfg)
+    spec = build_model(settings.molecule.name, settings.symmetry.name, settings.model.layers, settings.model.blocks,
+                       settings.model)
+    return RunSettings(loop=loop_settings(settings), sigma=settings.noise.sigma,
+                       train_fraction=settings.data.train_fraction, spec=spec, precision=settings.train.precision.value,
+                       backend=settings.backend, output_range=output_interval(settings.model, spec),
+                       window=settings.data.relevant_window)
 
 
-def output_interval(cfg: DictConfig, spec) -> tuple[float, float]:
+def output_interval(model: ModelConfig, spec) -> tuple[float, float]:
     """`model.output_range` [low, high] if set, else the observable's spectral range shrunk by
     `model.output_margin` at each end: where the MinMax-scaled training energies go."""
     low, high = spec.observable_range
-    margin = _number(cfg, "model.output_margin", high=0.5, open_high=True)
-    chosen = OmegaConf.select(cfg, "model.output_range")
-    if chosen is None:
+    if model.output_range is None:
+        margin = model.output_margin
         return low + margin * (high - low), high - margin * (high - low)
-    try:
-        a, b = (float(v) for v in chosen)
-    except (TypeError, ValueError):
-        raise SiqmlError(f"model.output_range must be null or two numbers [low, high], got {chosen!r}") from None
-    if not (math.isfinite(a) and math.isfinite(b) and low <= a < b <= high):
+    a, b = model.output_range
+    if not low <= a < b <= high:
         raise SiqmlError(f"model.output_range must satisfy {low:.4g} <= low < high <= {high:.4g} (the observable's "
                          f"spectrum), got [{a}, {b}]")
     return a, b
