@@ -72,7 +72,7 @@ def group_generators(species, positions, group: str = "bonds") -> tuple[tuple[in
         n = len(species)
         swaps = []
         for atoms in identical_atom_classes(species):
-            for a, b in zip(atoms, atoms[1:]):
+            for a, b in itertools.pairwise(atoms):
                 swap = list(range(n))
                 swap[a], swap[b] = b, a
                 swaps.append(tuple(swap))
