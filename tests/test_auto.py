@@ -185,6 +185,8 @@ def test_bad_input_is_a_one_line_error():
         build_auto(*H2O2, 1, 1, symmetry="none")
     with pytest.raises(SiqmlError, match="unknown element"):
         build_auto(("Q", "H"), [[0, 0, 0], [1, 0, 0]], 1, 1)
+    with pytest.raises(SiqmlError, match="layers must be a positive integer"):
+        build_auto(*H2O2, 0, 1)
     with pytest.raises(SiqmlError, match="one position per atom"):
         build_auto(("O", "H"), [[0, 0, 0]], 1, 1)
 

@@ -135,6 +135,9 @@ def build_auto(species, reference_positions, layers: int, blocks: int, symmetry:
     if symmetry not in SYMMETRIES:
         raise SiqmlError(f"symmetry must be one of {', '.join(SYMMETRIES)} for an automatically built model, "
                          f"got {symmetry!r}")
+    for option, value in (("layers", layers), ("blocks", blocks)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise SiqmlError(f"{option} must be a positive integer, got {value!r}")
     layout = auto_layout(species, reference_positions, group, frame)
     scale_of = {a: s for s, orbit in enumerate(o for o in layout.atom_orbits if set(o) & set(layout.encoded))
                 for a in orbit}
