@@ -248,7 +248,7 @@ class Simulator:
 
     def _group_gates(self) -> None:
         """Gates with the same generator on their own qubits are exponentiated together: one
-        `gate_kinds` entry each, (eigenvalues, projectors on the eigenvectors, one-hot selection of
+        `gate_kinds` entry each, (eigenvalues, eigenvectors, one-hot selection of
         their weights); `block_gates[j]` lists block j's gates in order as (qubits, kind, index)."""
         kinds, weights = [], []
         self.block_gates = []
@@ -271,8 +271,7 @@ class Simulator:
         self.gate_kinds = []
         for generator, index in zip(kinds, weights):
             values, vectors = np.linalg.eigh(generator)
-            projectors = np.einsum("ij,kj->jik", vectors, vectors.conj())
-            self.gate_kinds.append((jnp.asarray(values, dtype=self.real), jnp.asarray(projectors, dtype=self.complex),
+            self.gate_kinds.append((jnp.asarray(values, dtype=self.real), jnp.asarray(vectors, dtype=self.complex),
                                     jnp.asarray(_one_hot(index, n_weights).T, dtype=self.real)))
 
     # ------------------------------------------------------------------ plan
@@ -342,10 +341,12 @@ class Simulator:
         layer (qubits in sorted order), built by applying them one by one to the identity."""
         theta = jnp.asarray(weights["theta"], dtype=self.real)
         theta = theta.reshape(theta.shape[0], -1)  # (D, B * T)
-        gates = []  # exp(-i theta G) = sum_j exp(-i theta lambda_j) P_j, for every gate of each kind
-        for values, projectors, select in self.gate_kinds:
+        # exp(-i theta G) = V diag(exp(-i theta lambda)) V^dagger for every gate of each kind: 4^k entries per
+        # gate, where a sum over the 2^k eigenprojectors would hold 8^k (a wide orbit gate of the automatic models)
+        gates = []
+        for values, vectors, select in self.gate_kinds:
             phases = jnp.exp(-1j * (theta @ select)[..., None] * values).astype(self.complex)  # (D, G, 2^g)
-            gates.append(jnp.unstack(jnp.sum(phases[..., None, None] * projectors, axis=-3), axis=1))
+            gates.append(jnp.unstack(jnp.einsum("ij,...j,kj->...ik", vectors, phases, vectors.conj()), axis=1))
         out = []
         for block, listed in zip(self.fused, self.block_gates):
             size = 2 ** len(block.qubits)
