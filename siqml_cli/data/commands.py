@@ -18,6 +18,9 @@ def data_command(cfg: DictConfig) -> None:
     if molecule not in GENERATORS:
         raise SiqmlError(f"no reference generator for '{molecule}'")
     out = Path(cfg.out) if cfg.out else resolve_input(cfg.molecule.data)
+    for key, target in (("out", out), ("export", cfg.export)):
+        if target and Path(target).is_dir():
+            raise SiqmlError(f"{key}={target} is a folder; give a file in it, e.g. {key}={Path(target) / (molecule + '.h5')}")
     params = OmegaConf.to_container(cfg.molecule.generate.params, resolve=True)
     if cfg.input:
         given = read_dataset(resolve_input(cfg.input), molecule)
@@ -30,7 +33,7 @@ def data_command(cfg: DictConfig) -> None:
     elif out.exists() and cfg.export and not cfg.n:
         data = read_dataset(out, molecule)  # export only: the set already exists
     else:
-        n = int(cfg.n or cfg.molecule.generate.n)
+        n = int(cfg.molecule.generate.n if cfg.n is None else cfg.n)
         if n < 1:
             raise SiqmlError(f"n must be a positive number of configurations, got {n}")
         data = generate(molecule, n, int(cfg.seed), params, out)
