@@ -48,7 +48,7 @@ class Domain:
     margin: float = MARGIN
 
     @classmethod
-    def from_dataset(cls, species, positions: np.ndarray, margin: float = MARGIN) -> "Domain":
+    def from_dataset(cls, species, positions: np.ndarray, margin: float = MARGIN) -> Domain:
         """The domain of `positions` (N, A, 3), atoms in the order `species`."""
         species = tuple(str(s) for s in species)
         sorted_distances = _sorted_pair_distances(species, np.asarray(positions, dtype=float))
@@ -96,7 +96,7 @@ class Domain:
                 "distances": {pair: r.tolist() for pair, r in self.seen.items()}}
 
     @classmethod
-    def from_dict(cls, record: dict) -> "Domain":
+    def from_dict(cls, record: dict) -> Domain:
         try:
             species = tuple(str(s) for s in record["species"])
             seen = {str(pair): np.asarray(r, dtype=float).reshape(-1, 2) for pair, r in record["distances"].items()}

@@ -22,7 +22,7 @@ import signal
 import sys
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 #: seconds the main thread gets to stop by itself after the first signal, before the process is ended
 FORCE_AFTER_S = 7.0
@@ -33,6 +33,7 @@ _JAX_DIR = os.sep + "jax" + os.sep
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM (a SLURM time limit or preemption, `kill`): stopped like Ctrl-C."""
+
 
 _callbacks: list[Callable[[], None]] = []
 _lock = threading.Lock()
@@ -145,6 +146,6 @@ def _end(command: str, signum: int) -> None:
     print(f"\nsiqml {command}: {how}", file=sys.stderr, flush=True)
     try:
         sys.stdout.flush()
-    except Exception:  # noqa: BLE001 - a closed or broken stdout must not stop the exit
+    except (OSError, ValueError):  # a closed or broken stdout must not stop the exit
         pass
     os._exit(128 + signum)

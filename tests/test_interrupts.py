@@ -8,8 +8,8 @@ import subprocess
 import time
 
 import numpy as np
-
 from conftest import SIQML
+
 from siqml_cli.data.io import read_hdf5
 
 

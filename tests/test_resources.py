@@ -73,7 +73,8 @@ out = make_step(sim, opt, 1.0)(w, opt.init(w), x, jnp.zeros(256, sim.real), jnp.
 out[2].block_until_ready()
 print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024))
 """
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=repo, timeout=300)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=repo, timeout=300,
+                            check=False)
     assert result.returncode == 0, result.stderr
     measured = json.loads(result.stdout.strip().splitlines()[-1])
     predicted = estimate(build_model("h2o", "broken", 6, 1), 256, "single", force_loss=True).peak_bytes

@@ -141,5 +141,5 @@ def batch_size(requested: int | None, n_configurations: int) -> int:
     return n_configurations if requested is None else min(int(requested), n_configurations)
 
 
-__all__ = ["Estimate", "MAX_TRACED_GATES", "available_bytes", "batch_size", "check_compile_size",
+__all__ = ["MAX_TRACED_GATES", "Estimate", "available_bytes", "batch_size", "check_compile_size",
            "check_resources", "estimate", "traced_gates"]
