@@ -184,9 +184,18 @@ def main() -> None:
 
     interrupts.install(command)
     try:
+        if command != "report":
+            # before Hydra: Ctrl-C while a C extension initialises surfaces as an ImportError, caught below
+            import jax  # noqa: F401
         run_command(command, overrides)
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: what was written stays; one line, no traceback
         message, code = interrupts.stopped_message(command, exc)
+        print(f"\n{message}", file=sys.stderr)
+        sys.exit(code)
+    except Exception:
+        if not interrupts.received():
+            raise
+        message, code = interrupts.stopped_message(command, KeyboardInterrupt())
         print(f"\n{message}", file=sys.stderr)
         sys.exit(code)
 

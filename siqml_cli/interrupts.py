@@ -5,7 +5,7 @@ handler has raised KeyboardInterrupt it holds the GIL until the compilation is d
 exception nor any other thread gets to run. Hence:
 
 - the handlers (`install`) raise KeyboardInterrupt (or `Terminated`) as Python's own does, except
-  while the main thread is inside JAX: there they leave the exception pending for the next Python
+  while XLA compiles (the main thread's frame is in JAX's compiler module): there they leave the exception pending for the next Python
   bytecode (`PyThreadState_SetAsyncExc`), so the compilation goes on with the GIL released;
 - the C-level handler writes the signal number to the pipe given to `signal.set_wakeup_fd` at
   once, and a watchdog thread waiting on it gives the main thread `FORCE_AFTER_S` seconds to stop
@@ -27,8 +27,9 @@ from collections.abc import Callable
 #: seconds the main thread gets to stop by itself after the first signal, before the process is ended
 FORCE_AFTER_S = 7.0
 _WATCHED = (signal.SIGINT, signal.SIGTERM)
-#: the package whose frames mean "compiling or running compiled code" (see the module's docstring)
-_JAX_DIR = os.sep + "jax" + os.sep
+#: where a handler must not raise: JAX's compiler module (XLA compiling, see the module's docstring) and
+#: its library module, whose garbage-collector callback would swallow the exception ("Exception ignored")
+_DEFER_IN = tuple(os.sep + os.path.join("jax", "_src", *name) for name in (("compiler.py",), ("lib", "__init__.py")))
 
 
 class Terminated(KeyboardInterrupt):
@@ -57,12 +58,19 @@ def on_interrupt(callback: Callable[[], None]) -> Callable[[], None]:
     return remove
 
 
+def received() -> bool:
+    """Whether SIGINT or SIGTERM has arrived (an exception raised since may be the interruption in disguise)."""
+    return bool(_installed.get("signalled"))
+
+
 def signal_handler(exception: type[BaseException]):
-    """A handler that raises `exception` in the main thread: at once, or, inside JAX, at the main thread's
-    next Python bytecode (the watchdog sets it there once this handler has returned)."""
+    """A handler that raises `exception` in the main thread: at once, or, while XLA compiles or JAX's
+    garbage-collector callback runs, at the main thread's next Python bytecode (the watchdog sets it
+    there once this handler has returned)."""
 
     def handle(signum, frame) -> None:
-        if frame is not None and _JAX_DIR in frame.f_code.co_filename and "thread" in _installed:
+        _installed["signalled"] = True
+        if frame is not None and frame.f_code.co_filename.endswith(_DEFER_IN) and "thread" in _installed:
             _deferred.append(exception)
             return
         raise exception()
@@ -100,15 +108,17 @@ def _watch(read_end: int, command: str) -> None:
                 _end(command, watched[-1])
             if watched:
                 first, signum = time.monotonic(), watched[0]
-        if _deferred and not _in_handler():
+        if _deferred and not _main_thread_where_raising_fails():
             _raise_in_main(_deferred.pop(0))
         if first is not None and time.monotonic() >= first + FORCE_AFTER_S:  # the main thread has not stopped
             _end(command, signum)
 
 
-def _in_handler() -> bool:
+def _main_thread_where_raising_fails() -> bool:
+    """The main thread is in a signal handler, XLA's compilation or JAX's garbage-collector callback:
+    an exception set now would be raised there and held up or swallowed."""
     frame = sys._current_frames().get(threading.main_thread().ident)
-    return frame is not None and frame.f_code is _HANDLER_CODE
+    return frame is not None and (frame.f_code is _HANDLER_CODE or frame.f_code.co_filename.endswith(_DEFER_IN))
 
 
 def _raise_in_main(exception: type[BaseException]) -> None:
