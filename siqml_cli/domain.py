@@ -77,7 +77,8 @@ class Domain:
         for k in np.flatnonzero(~finite):
             worst[k], reasons[k] = np.inf, "non-finite coordinates"
         ranges = self.ranges
-        for pair, distances in _sorted_pair_distances(self.species, np.where(finite[:, None, None], positions, 0.0)).items():
+        safe = np.where(finite[:, None, None], positions, 0.0)
+        for pair, distances in _sorted_pair_distances(self.species, safe).items():
             low, high = ranges[pair][:, 0], ranges[pair][:, 1]
             excess = np.maximum((low - distances) / np.maximum(low, 1e-12), (distances - high) / high)  # (N, K)
             rank = np.argmax(excess, axis=1)

@@ -5,8 +5,10 @@ handler has raised KeyboardInterrupt it holds the GIL until the compilation is d
 exception nor any other thread gets to run. Hence:
 
 - the handlers (`install`) raise KeyboardInterrupt (or `Terminated`) as Python's own does, except
-  while XLA compiles (the main thread's frame is in JAX's compiler module): there they leave the exception pending for the next Python
-  bytecode (`PyThreadState_SetAsyncExc`), so the compilation goes on with the GIL released;
+  while XLA compiles (the main thread's frame is in JAX's compiler module) or JAX's garbage-collector
+  callback runs (which would swallow it): there the watchdog sets the exception for the main
+  thread's next Python bytecode elsewhere (`PyThreadState_SetAsyncExc`), and the compilation goes
+  on with the GIL released;
 - the C-level handler writes the signal number to the pipe given to `signal.set_wakeup_fd` at
   once, and a watchdog thread waiting on it gives the main thread `FORCE_AFTER_S` seconds to stop
   the ordinary way (checkpoints, statuses and one-line messages as the command writes them). If the
@@ -141,7 +143,8 @@ def stopped_message(command: str, exc: KeyboardInterrupt) -> tuple[str, int]:
     terminated = isinstance(exc, Terminated) or type(exc).__name__ == "Terminated"
     how = "terminated (SIGTERM)" if terminated else "interrupted"
     note = str(exc)
-    return f"siqml {command}: {how}" + (f"; {note}" if note else ""), 128 + (signal.SIGTERM if terminated else signal.SIGINT)
+    code = 128 + (signal.SIGTERM if terminated else signal.SIGINT)
+    return f"siqml {command}: {how}" + (f"; {note}" if note else ""), code
 
 
 def _end(command: str, signum: int) -> None:

@@ -20,7 +20,8 @@ def data_command(cfg: DictConfig) -> None:
     out = Path(cfg.out) if cfg.out else resolve_input(cfg.molecule.data)
     for key, target in (("out", out), ("export", cfg.export)):
         if target and Path(target).is_dir():
-            raise SiqmlError(f"{key}={target} is a folder; give a file in it, e.g. {key}={Path(target) / (molecule + '.h5')}")
+            example = Path(target) / f"{molecule}.h5"
+            raise SiqmlError(f"{key}={target} is a folder; give a file in it, e.g. {key}={example}")
     params = OmegaConf.to_container(cfg.molecule.generate.params, resolve=True)
     if cfg.input:
         given = read_dataset(resolve_input(cfg.input), molecule)
