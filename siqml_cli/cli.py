@@ -188,6 +188,27 @@ def main() -> None:
     command, overrides = argv[0], argv[1:]
     if command not in COMMANDS:
         fail("", f"unknown command '{command}'; choose one of: {', '.join(COMMANDS)}", code=2)
+    from siqml_cli import interrupts
+
+    interrupts.install(command)
+    try:
+        if command != "report":
+            # before Hydra: Ctrl-C while a C extension initialises surfaces as an ImportError, caught below
+            import jax  # noqa: F401
+        run_command(command, overrides)
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: what was written stays; one line, no traceback
+        message, code = interrupts.stopped_message(command, exc)
+        print(f"\n{message}", file=sys.stderr)
+        sys.exit(code)
+    except Exception:
+        if not interrupts.received():
+            raise
+        message, code = interrupts.stopped_message(command, KeyboardInterrupt())
+        print(f"\n{message}", file=sys.stderr)
+        sys.exit(code)
+
+
+def run_command(command: str, overrides: list[str]) -> None:
     if command == "report":  # folders, not Hydra overrides
         from siqml_cli.report.summary import main as report_main
 

@@ -46,19 +46,22 @@ class Target:
 
 
 def fake_device(name: str):
+    """qiskit-ibm-runtime's fake device `name`. Making the provider builds every fake device, and some warn
+    that their properties are not typical of the hardware: not news to a user who asked for another device
+    (and printed before our own error when the name is wrong), so those warnings are filtered here."""
     from qiskit.providers.exceptions import QiskitBackendNotFoundError
     from qiskit_ibm_runtime.fake_provider import FakeProviderForBackendV2
 
-    provider = FakeProviderForBackendV2()
-    try:
-        return provider.backend(name)
-    except QiskitBackendNotFoundError:
-        with warnings.catch_warnings():  # some fake devices warn on construction; listing names is not news
-            warnings.simplefilter("ignore")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Properties of fake_\w+ are not intended", category=UserWarning)
+        provider = FakeProviderForBackendV2()
+        try:
+            return provider.backend(name)
+        except QiskitBackendNotFoundError:
             names = sorted(b.name for b in provider.backends())
-        close = [n for n in names if n.split("_")[-1][:3] == name.split("_")[-1][:3]] or names[:6]
-        raise SiqmlError(f"unknown fake device '{name}'; e.g. {', '.join(close)} "
-                         "(all: qiskit_ibm_runtime.fake_provider.FakeProviderForBackendV2().backends())") from None
+    close = [n for n in names if n.split("_")[-1][:3] == name.split("_")[-1][:3]] or names[:6]
+    raise SiqmlError(f"unknown fake device '{name}'; e.g. {', '.join(close)} "
+                     "(all: qiskit_ibm_runtime.fake_provider.FakeProviderForBackendV2().backends())")
 
 
 def aer_noise_model(noise: Noise):

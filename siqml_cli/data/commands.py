@@ -20,6 +20,10 @@ def data_command(cfg: DictConfig) -> None:
     if molecule not in GENERATORS:
         raise SiqmlError(f"no reference generator for '{molecule}'")
     out = Path(settings.out) if settings.out else resolve_input(settings.molecule.data)
+    for key, target in (("out", out), ("export", settings.export)):
+        if target and Path(target).is_dir():
+            example = Path(target) / f"{molecule}.h5"
+            raise SiqmlError(f"{key}={target} is a folder; give a file in it, e.g. {key}={example}")
     params = settings.molecule.generate.params
     if settings.input:
         given = read_dataset(resolve_input(settings.input), molecule)

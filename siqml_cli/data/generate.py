@@ -243,19 +243,38 @@ def sample(molecule: str, n: int, seed: int, params: dict) -> np.ndarray:
 
 
 def label_all(data: Dataset, molecule: str, out: Path) -> Dataset:
-    """Fill in energies and forces where missing (NaN), checkpointing to `<out>.partial.h5`."""
+    """Fill in energies and forces where missing (NaN), checkpointing to `<out>.partial.h5`; on Ctrl-C
+    (or SIGTERM) the labels so far are saved there before the interruption goes on, with what was kept."""
+    from siqml_cli import interrupts
+
     partial = out.with_name(out.name + ".partial.h5")
     label = GENERATORS[molecule].label
     todo = np.where(~np.isfinite(data.energies))[0]
     last_save = time.monotonic()
-    for i in tqdm(todo, desc=f"labelling {molecule}", unit="conf", initial=len(data) - len(todo), total=len(data)):
-        data.energies[i], data.forces[i] = label(data.species, data.positions[i])
-        if time.monotonic() - last_save >= CHECKPOINT_EVERY_S:
-            write_hdf5(data, partial)
-            last_save = time.monotonic()
+    forget = interrupts.on_interrupt(lambda: save_labelled(data, partial))  # if the process must be ended
+    try:
+        for i in tqdm(todo, desc=f"labelling {molecule}", unit="conf", initial=len(data) - len(todo), total=len(data)):
+            data.energies[i], data.forces[i] = label(data.species, data.positions[i])
+            if time.monotonic() - last_save >= CHECKPOINT_EVERY_S:
+                write_hdf5(data, partial)
+                last_save = time.monotonic()
+    except KeyboardInterrupt as exc:
+        done = save_labelled(data, partial)
+        raise type(exc)(f"{done} of {len(data)} configurations labelled, kept in {partial}; run the same command "
+                        "again to continue") from None
+    finally:
+        forget()
     write_hdf5(data, out)
     partial.unlink(missing_ok=True)
     return data
+
+
+def save_labelled(data: Dataset, partial: Path) -> int:
+    """Write the configurations labelled so far (energy and forces both) to `partial`; returns how many."""
+    energies, forces = data.energies.copy(), data.forces.copy()
+    energies[~np.isfinite(forces).all(axis=(1, 2))] = np.nan  # stopped between the two: label it again
+    write_hdf5(Dataset(data.species, data.positions, energies, forces, data.attrs, data.source), partial)
+    return int(np.isfinite(energies).sum())
 
 
 def generate(molecule: str, n: int, seed: int, params: dict, out: str | Path,

@@ -105,6 +105,8 @@ def read_extxyz(path: Path) -> Dataset:
 def read_dataset(path: str | os.PathLike, molecule: str | None = None) -> Dataset:
     """Read an HDF5 or extxyz file and check it (against `molecule` when given)."""
     path = Path(path)
+    if path.is_dir():
+        raise SiqmlError(f"{path} is a folder, not a data file; give a .h5/.hdf5 or .extxyz/.xyz file")
     if not path.is_file():
         raise SiqmlError(f"data file {path} does not exist; give an existing file with data.path=... "
                          "or create it with `siqml data +molecule=...`")

@@ -2,11 +2,14 @@
 
 from siqml_cli.models.generic import GenericSpec
 from siqml_cli.simulate.generic import GenericSimulator
+from siqml_cli.simulate.resources import check_compile_size
 from siqml_cli.simulate.statevector import Simulator, expectation_and_gradient
 
 
 def make_simulator(spec, precision: str = "double") -> Simulator | GenericSimulator:
-    """The simulator of a model: `Simulator` for a siVQLM (`ModelSpec`), `GenericSimulator` for the generic VQLM."""
+    """The simulator of a model: `Simulator` for a siVQLM (`ModelSpec`), `GenericSimulator` for the generic VQLM;
+    a model too large to compile is refused here, before anything is traced."""
+    check_compile_size(spec)
     return GenericSimulator(spec, precision) if isinstance(spec, GenericSpec) else Simulator(spec, precision)
 
 

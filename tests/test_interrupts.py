@@ -1,0 +1,76 @@
+"""Ctrl-C ends a command within 10 s with one line and exit code 130, compiling included, keeping what was written."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+import numpy as np
+from conftest import SIQML
+
+from siqml_cli.data.io import read_hdf5
+
+
+def as_in_a_terminal():
+    """A test worker may have SIGINT ignored or blocked, and a child inherits both; a shell gives the default."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def interrupt_when(args: list[str], seen: str, env: dict | None = None, timeout: float = 600,
+                   log=None) -> tuple[int, float, str]:
+    """Start `siqml *args`, send SIGINT 2 s after `seen` appears on its stderr (or in the file `log`);
+    (exit code, seconds to exit, stderr)."""
+    proc = subprocess.Popen([str(SIQML), *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            preexec_fn=as_in_a_terminal, env={**os.environ, **(env or {})})
+    os.set_blocking(proc.stderr.fileno(), False)
+    err = ""
+    try:
+        deadline = time.monotonic() + timeout
+        def watched() -> str:
+            return (log.read_text() if log.exists() else "") if log else err
+
+        while seen not in watched() and proc.poll() is None and time.monotonic() < deadline:
+            err += (proc.stderr.read() or b"").decode(errors="replace")
+            time.sleep(0.1)
+        assert seen in watched(), err
+        time.sleep(2)
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+        elapsed = time.monotonic() - sent
+        os.set_blocking(proc.stderr.fileno(), True)
+        err += (proc.stderr.read() or b"").decode(errors="replace")
+    finally:
+        proc.kill()
+    return proc.returncode, elapsed, err
+
+
+def test_ctrl_c_while_compiling_ends_within_10_s(tmp_path):
+    """LiH with 300 blocks passes the compile-size guard and compiles for a minute (no compilation cache);
+    Ctrl-C 2 s after JAX logs that it compiles the training step."""
+    run = tmp_path / "run"
+    code, elapsed, err = interrupt_when(
+        ["train", "+molecule=lih", "model.blocks=300", "loss=energy_force", "train.steps=5", f"hydra.run.dir={run}"],
+        "Compiling jit(step)", env={"SIQML_JAX_CACHE": str(tmp_path / "cache"), "JAX_LOG_COMPILES": "1"},
+        log=run / "train.log")
+    assert code == 130, err
+    assert elapsed < 10
+    assert "Traceback" not in err and "siqml train: interrupted" in err
+
+
+def test_ctrl_c_while_labelling_keeps_the_labels(tmp_path):
+    out = tmp_path / "lih.h5"
+    code, elapsed, err = interrupt_when(["data", "+molecule=lih", "n=50", f"out={out}"], "labelling lih:   2%")
+    assert code == 130, err
+    assert elapsed < 10 and "Traceback" not in err
+    partial = tmp_path / "lih.h5.partial.h5"
+    kept = read_hdf5(partial)
+    done = np.isfinite(kept.energies)
+    assert 1 <= done.sum() < 50 and np.isfinite(kept.forces[done]).all()
+    last = err.rstrip().splitlines()[-1]
+    assert last == (f"siqml data: interrupted; {done.sum()} of 50 configurations labelled, kept in {partial}; "
+                    "run the same command again to continue")
+    assert not out.exists()
