@@ -22,7 +22,8 @@ def data_command(cfg: DictConfig) -> None:
     out = Path(settings.out) if settings.out else resolve_input(settings.molecule.data)
     params = settings.molecule.generate.params
     if settings.input:
-        given = read_dataset(resolve_input(settings.input), molecule)
+        given = read_dataset(resolve_input(settings.input), molecule, energy_key=settings.data.energy_key,
+                             forces_key=settings.data.forces_key)
         if given.has_labels and not settings.relabel:
             data = given
             write_dataset(data, out)
