@@ -174,6 +174,16 @@ def test_the_mlip_keys_come_before_ases_own(tmp_path, lih):
     np.testing.assert_allclose(read_dataset(path, "lih", energy_key="energy").energies, five.energies)
 
 
+def test_siqml_data_takes_the_label_keys_from_the_command_line(tmp_path, lih, siqml):
+    five = lih.subset(np.arange(5))
+    given = mlip_file(tmp_path / "dft.extxyz", five, "dft_energy", "dft_forces")
+    out = tmp_path / "lih.h5"
+    result = siqml("data", "+molecule=lih", f"input={given}", "relabel=false", f"out={out}",
+                   "data.energy_key=dft_energy", "data.forces_key=dft_forces")
+    assert result.returncode == 0, result.stderr
+    np.testing.assert_allclose(read_dataset(out, "lih").forces, five.forces)
+
+
 def test_a_label_missing_from_some_configurations_is_named(tmp_path, lih):
     path = mlip_file(tmp_path / "gap.extxyz", lih.subset(np.arange(4)))
     frames = ase.io.read(path, index=":")
