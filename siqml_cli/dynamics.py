@@ -90,7 +90,8 @@ def md_command(cfg: DictConfig) -> None:
     with (Trajectory(out / "md.traj", "w", atoms) as traj,
           MDLogger(dyn, atoms, str(out / "md.log"), mode="w") as logger,
           tqdm(total=int(md.steps), desc=f"md {md.ensemble}", unit="step", mininterval=0.5) as bar):
-        dyn.attach(check_sane, 1, atoms, md.max_distance)  # first, so a blown-up step is not recorded
+        # first, so that a blown-up step is not recorded; the start is recorded as given
+        dyn.attach(lambda: dyn.nsteps == 0 or check_sane(atoms, md.max_distance))
         dyn.attach(traj.write, md.write_every)
         dyn.attach(logger, md.write_every)
         dyn.attach(lambda: bar.update(dyn.nsteps - bar.n))
