@@ -629,7 +629,7 @@ def parse_backend(cfg) -> BackendConfig:
 
 __all__ = ["COMMAND_SCHEMAS", "GROUPS", "GROUP_SCHEMAS", "ArmConfig", "BackendConfig", "BackendKind", "Choice",
            "Ensemble", "EvaluationData", "ExperimentConfig", "Features", "ForceMethod", "Frame", "LabelKeys",
-           "LabelNoiseConfig",
-           "LossConfig", "MDConfig", "MitigationConfig", "ModelConfig", "MoleculeConfig", "NoiseModelConfig",
-           "Observable", "OptimConfig", "Precision", "Schedule", "SplitConfig", "SymmetryConfig", "SymmetryName",
-           "TrainCommand", "describe", "parse", "parse_backend", "parse_command", "parse_model", "runtime_options"]
+           "LabelNoiseConfig", "LossConfig", "MDConfig", "MitigationConfig", "ModelConfig", "MoleculeConfig",
+           "NoiseModelConfig", "Observable", "OptimConfig", "Precision", "Schedule", "SplitConfig", "SymmetryConfig",
+           "SymmetryName", "TrainCommand", "describe", "parse", "parse_backend", "parse_command", "parse_model",
+           "runtime_options"]

@@ -13,6 +13,7 @@ import pytest
 from siqml_cli.data import Dataset, read_dataset, write_dataset, write_predictions
 from siqml_cli.data.generate import generate, label_dft, label_lih, sample
 from siqml_cli.errors import SiqmlError
+from siqml_cli.prediction import Prediction
 from siqml_cli.paths import REPO_ROOT
 
 LIH = REPO_ROOT / "data" / "lih.h5"
@@ -195,37 +196,43 @@ def test_a_label_missing_from_some_configurations_is_named(tmp_path, lih):
 
 def test_predictions_sit_beside_the_reference_labels(tmp_path, lih):
     five = lih.subset(np.arange(5))
-    energies, forces = five.energies + 0.01, 0.5 * five.forces
     out_of_domain = np.array([False, True, False, False, True])
+    prediction = Prediction(five.energies + 0.01, 0.5 * five.forces, energy_std=np.full(5, 0.002),
+                            force_std=np.full(five.forces.shape, 0.03)).flagged(out_of_domain=out_of_domain)
     path = tmp_path / "predictions.extxyz"
-    write_predictions(path, five, energies, forces, energy_std=np.full(5, 0.002),
-                      flags={"out_of_domain": out_of_domain})
+    write_predictions(path, five, prediction)
     frames = ase.io.read(path, index=":")
     assert all(a.calc is None for a in frames)
-    np.testing.assert_allclose([a.info["REF_energy"] for a in frames], five.energies)
-    np.testing.assert_allclose([a.info["siqml_energy"] for a in frames], energies)
-    np.testing.assert_allclose([a.info["siqml_energy_std"] for a in frames], 0.002)
-    assert [a.info["siqml_out_of_domain"] for a in frames] == out_of_domain.tolist()
-    np.testing.assert_allclose(np.stack([a.arrays["REF_forces"] for a in frames]), five.forces)
-    np.testing.assert_allclose(np.stack([a.arrays["siqml_forces"] for a in frames]), forces)
+    info = lambda key: [a.info[key] for a in frames]  # noqa: E731
+    arrays = lambda key: np.stack([a.arrays[key] for a in frames])  # noqa: E731
+    np.testing.assert_allclose(info("REF_energy"), five.energies)
+    np.testing.assert_allclose(info("siqml_energy"), prediction.energies)
+    np.testing.assert_allclose(info("siqml_energy_std"), 0.002)
+    assert info("siqml_out_of_domain") == out_of_domain.tolist()
+    np.testing.assert_allclose(arrays("REF_forces"), five.forces)
+    np.testing.assert_allclose(arrays("siqml_forces"), prediction.forces)
+    np.testing.assert_allclose(arrays("siqml_forces_std"), 0.03)
     reference = read_dataset(path, "lih")  # the REF_ keys by default
     np.testing.assert_allclose(reference.positions, five.positions, atol=1e-7)
     np.testing.assert_allclose(reference.energies, five.energies)
     np.testing.assert_allclose(reference.forces, five.forces)
     predicted = read_dataset(path, "lih", energy_key="siqml_energy", forces_key="siqml_forces")
-    np.testing.assert_allclose(predicted.energies, energies)
-    np.testing.assert_allclose(predicted.forces, forces)
+    np.testing.assert_allclose(predicted.energies, prediction.energies)
+    np.testing.assert_allclose(predicted.forces, prediction.forces)
 
 
 def test_predictions_for_unlabelled_configurations(tmp_path, lih):
     bare = Dataset(lih.species, lih.positions[:3])
     path = tmp_path / "p.extxyz"
-    write_predictions(path, bare, lih.energies[:3])
+    write_predictions(path, bare, Prediction(lih.energies[:3]))
     frames = ase.io.read(path, index=":")
-    assert not any("REF_energy" in a.info or "REF_forces" in a.arrays or "siqml_forces" in a.arrays for a in frames)
+    assert [sorted(a.info) for a in frames] == [["siqml_energy"]] * 3
+    assert [sorted(a.arrays) for a in frames] == [["numbers", "positions"]] * 3
     assert not read_dataset(path, "lih").has_labels
     with pytest.raises(ValueError, match="energy has shape"):
-        write_predictions(path, bare, lih.energies[:4])
+        write_predictions(path, bare, Prediction(lih.energies[:4]))
+    with pytest.raises(ValueError, match="would overwrite"):
+        write_predictions(path, bare, Prediction(lih.energies[:3]).flagged(energy=np.zeros(3)))
 
 
 @pytest.mark.parametrize("mutate, message", [

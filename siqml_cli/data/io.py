@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import numpy as np
 
 from siqml_cli.data.schema import UNITS, Dataset
 from siqml_cli.errors import SiqmlError
+from siqml_cli.prediction import Prediction
 
 HDF5_SUFFIXES = (".h5", ".hdf5")
 EXTXYZ_SUFFIXES = (".extxyz", ".xyz")
@@ -188,31 +188,29 @@ def write_extxyz(data: Dataset, path: str | os.PathLike) -> None:
 PREDICTION_PREFIX = "siqml_"
 
 
-def write_predictions(path: str | os.PathLike, data: Dataset, energies, forces=None, *, energy_std=None,
-                      forces_std=None, flags: Mapping[str, Sequence] | None = None) -> None:
-    """Write predictions beside the reference labels, as other MLIP tools lay out an evaluated extxyz file.
+def write_predictions(path: str | os.PathLike, data: Dataset, prediction: Prediction) -> None:
+    """Write a model's predictions beside the reference labels, as other MLIP tools lay out an evaluated file.
 
-    Per configuration: `REF_energy` and `REF_forces` when `data` has them, `siqml_energy` and `siqml_forces`
-    (eV, eV/Å), `siqml_energy_std` / `siqml_forces_std` when standard errors are given, and each entry of
-    `flags` (one value per configuration, e.g. `{"out_of_domain": [...]}`) as `siqml_<name>`. No calculator
-    is attached, so ASE reads every value back from `info` and `arrays` under the same names.
+    Per configuration: `REF_energy` and `REF_forces` when `data` has them; `siqml_energy`, `siqml_forces`,
+    `siqml_energy_std` and `siqml_forces_std` (eV, eV/Å) where the prediction has them; each flag as
+    `siqml_<name>`. No calculator is attached, so ASE reads every value back from `info` and `arrays` under
+    these names, and `read_dataset(path, energy_key="siqml_energy", forces_key="siqml_forces")` the
+    predictions as labels.
     """
     import ase.io
     from ase import Atoms
 
-    n = len(data)
-    per_atom = {"forces": forces, "forces_std": forces_std}
-    per_config = {"energy": energies, "energy_std": energy_std}
-    clash = set(flags or ()) & {*per_config, *per_atom}
+    n, shape = len(data), data.positions.shape
+    per_config = {"energy": prediction.energies, "energy_std": prediction.energy_std}
+    per_atom = {"forces": prediction.forces, "forces_std": prediction.force_std}
+    clash = set(prediction.flags) & {*per_config, *per_atom}
     if clash:
         raise ValueError(f"flags {sorted(clash)} would overwrite the predictions; name them differently")
-    per_config.update(flags or {})
-    columns = {name: np.asarray(values) for name, values in (*per_config.items(), *per_atom.items())
-               if values is not None}
-    for name, values in columns.items():
-        expected = (n, len(data.species), 3) if name in per_atom else (n,)
-        if values.shape != expected:
-            raise ValueError(f"{name} has shape {values.shape}, expected {expected}")
+    per_config.update(prediction.flags)
+    for name, values, expected in [*((k, v, (n,)) for k, v in per_config.items()),
+                                   *((k, v, shape) for k, v in per_atom.items())]:
+        if values is not None and np.shape(values) != expected:
+            raise ValueError(f"{name} has shape {np.shape(values)}, expected {expected} for {data.source}")
     frames = []
     for i in range(n):
         atoms = Atoms(symbols=list(data.species), positions=data.positions[i])
@@ -220,11 +218,12 @@ def write_predictions(path: str | os.PathLike, data: Dataset, energies, forces=N
             atoms.info["REF_energy"] = float(data.energies[i])
         if data.forces is not None:
             atoms.new_array("REF_forces", data.forces[i])
-        for name, values in columns.items():
-            if name in per_atom:
-                atoms.new_array(PREDICTION_PREFIX + name, values[i])
-            else:
-                atoms.info[PREDICTION_PREFIX + name] = values[i].item()
+        for name, values in per_config.items():
+            if values is not None:
+                atoms.info[PREDICTION_PREFIX + name] = np.asarray(values)[i].item()
+        for name, values in per_atom.items():
+            if values is not None:
+                atoms.new_array(PREDICTION_PREFIX + name, np.asarray(values)[i])
         frames.append(atoms)
     with atomic_path(path) as tmp:
         ase.io.write(tmp, frames, format="extxyz")
