@@ -25,7 +25,6 @@ from siqml_cli.report import figures
 from siqml_cli.runs import RunFolder
 
 
-
 class ReferenceCalculator(Calculator):
     """The reference method of the molecule's data set (PySCF), as an ASE calculator."""
 
