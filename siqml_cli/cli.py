@@ -6,6 +6,8 @@ anywhere below and end here as one line on stderr with exit code 1 (2 for a bad 
 
 from __future__ import annotations
 
+import os
+import re
 import sys
 from pathlib import Path
 
@@ -27,6 +29,8 @@ COMMANDS = {
     "report": (None, "summarise runs or a sweep (results/multirun/...): tables over seeds and MSE figures"),
 }
 LAUNCHERS = ("basic", "joblib", "submitit_local", "submitit_slurm")  # Hydra's and its plugins'; + configs/hydra/launcher
+HELP_FLAGS = ("--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i")  # Hydra answers these without running
+COMPLETION_FLAGS = ("-sc", "--shell-completion")
 
 USAGE = "usage: siqml <command> [key=value ...]\n\ncommands:\n" + "\n".join(
     f"  {name:<15} {text}" for name, (_, text) in COMMANDS.items()) + (
@@ -38,7 +42,8 @@ USAGE = "usage: siqml <command> [key=value ...]\n\ncommands:\n" + "\n".join(
     "  siqml check-symmetry +molecule=h2o\n"
     "  siqml train -m +molecule=lih noise.sigma=0,0.01 seed=0,1 hydra/launcher=joblib\n"
     "  siqml report results/multirun/<date>_<time>\n"
-    "\nEach command takes Hydra overrides (report takes folders); `siqml <command> --help` lists its configuration.")
+    "\nEach command takes Hydra overrides (report takes folders); `siqml <command> --help` lists its configuration.\n"
+    "Tab completion of commands and keys in bash: eval \"$(siqml -sc install=bash)\" (zsh, fish: see --hydra-help).")
 
 
 def _group_value(override: str) -> tuple[str, str] | None:
@@ -88,7 +93,7 @@ def preflight(command: str, overrides: list[str]) -> list[str]:
     """Checks that need no Hydra run, and the run folder of a resumed training."""
     check_groups(overrides)
     multirun = any(o in ("-m", "--multirun") for o in overrides) or has_experiment(overrides)
-    wants_help = any(o.startswith(("--help", "-h", "--hydra-help", "--cfg", "--info")) for o in overrides)
+    wants_help = any(o.startswith(HELP_FLAGS) for o in overrides)
     if command == "train" and not wants_help:
         resume = next((o.split("=", 1)[1] for o in overrides if o.startswith("resume=")), None)
         if resume and (Path(resume) / SWEEP_FILE).is_file():
@@ -171,8 +176,30 @@ def run_hydra(command: str, overrides: list[str]) -> None:
     from siqml_cli import tasks
 
     task = tasks.TASKS[command]
-    sys.argv = [f"siqml {command}", *overrides]
+    if any(o in ("--help", "-h") for o in overrides):  # Hydra would name the app after tasks.py
+        overrides = [*overrides, f'hydra.help.header="siqml {command}: {COMMANDS[command][1]}"']
+    # the completion script Hydra installs registers and calls the program named here
+    program = "siqml" if any(o in COMPLETION_FLAGS for o in overrides) else f"siqml {command}"
+    sys.argv = [program, *overrides]
     hydra.main(config_path=str(CONFIG_DIR), config_name=COMMANDS[command][0], version_base="1.3")(task)()
+
+
+def shell_completion(flags: list[str]) -> None:
+    """Answer `siqml -sc query=bash`, which the script of `siqml [<command>] -sc install=bash` runs on each
+    Tab with the command line in COMP_LINE: command names first, then Hydra completes that command's
+    config with the command word taken out of the line; report's folders are left to the shell."""
+    line = os.environ.get("COMP_LINE", "")
+    words = line.split()
+    if len(words) < 2 or (len(words) == 2 and not line.endswith(" ")):
+        if any(f.startswith("query=") for f in flags):
+            typed = words[1] if len(words) == 2 else ""
+            print(" ".join(name for name in COMMANDS if name.startswith(typed)))
+            return
+    command = words[1] if len(words) > 1 and words[1] in COMMANDS else "train"
+    if COMMANDS[command][0] is None:
+        return
+    os.environ["COMP_LINE"] = re.sub(r"^(\s*\S+)\s+\S+", r"\1", line, count=1)
+    run_hydra(command, flags)
 
 
 def main() -> None:
@@ -184,6 +211,9 @@ def main() -> None:
         from siqml_cli import __version__
 
         print(f"siqml {__version__}")
+        return
+    if any(a in COMPLETION_FLAGS for a in argv):
+        shell_completion([a for a in argv if a not in COMMANDS])
         return
     command, overrides = argv[0], argv[1:]
     if command not in COMMANDS:

@@ -217,7 +217,16 @@ class OptimConfig:
 
 
 @dataclass
-class SplitConfig:
+class LabelKeys:
+    """Where an extxyz file written by another tool keeps its labels (eV, eV/Å); None tries the usual
+    keys (`siqml_cli.data.io.ENERGY_KEYS`, `FORCES_KEYS`)."""
+
+    energy_key: Optional[str] = None
+    forces_key: Optional[str] = None
+
+
+@dataclass
+class SplitConfig(LabelKeys):
     """The `data` node of `siqml train` (the `split` group)."""
 
     path: Optional[str] = None
@@ -394,7 +403,7 @@ class TrainCommand:
 
 
 @dataclass
-class EvaluationData:
+class EvaluationData(LabelKeys):
     path: Optional[str] = None
     max_configurations: Optional[int] = None
 
@@ -450,6 +459,7 @@ class GenerateCommand:
     input: Optional[str] = None
     export: Optional[str] = None
     relabel: bool = True
+    data: LabelKeys = field(default_factory=LabelKeys)  # of an extxyz input=
 
     def __post_init__(self):
         if self.n is not None and self.n < 1:
@@ -618,7 +628,8 @@ def parse_backend(cfg) -> BackendConfig:
 
 
 __all__ = ["COMMAND_SCHEMAS", "GROUPS", "GROUP_SCHEMAS", "ArmConfig", "BackendConfig", "BackendKind", "Choice",
-           "Ensemble", "EvaluationData", "ExperimentConfig", "Features", "ForceMethod", "Frame", "LabelNoiseConfig",
-           "LossConfig", "MDConfig", "MitigationConfig", "ModelConfig", "MoleculeConfig", "NoiseModelConfig",
-           "Observable", "OptimConfig", "Precision", "Schedule", "SplitConfig", "SymmetryConfig", "SymmetryName",
-           "TrainCommand", "describe", "parse", "parse_backend", "parse_command", "parse_model", "runtime_options"]
+           "Ensemble", "EvaluationData", "ExperimentConfig", "Features", "ForceMethod", "Frame", "LabelKeys",
+           "LabelNoiseConfig", "LossConfig", "MDConfig", "MitigationConfig", "ModelConfig", "MoleculeConfig",
+           "NoiseModelConfig", "Observable", "OptimConfig", "Precision", "Schedule", "SplitConfig", "SymmetryConfig",
+           "SymmetryName", "TrainCommand", "describe", "parse", "parse_backend", "parse_command", "parse_model",
+           "runtime_options"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
@@ -24,8 +23,6 @@ from siqml_cli.errors import SiqmlError
 from siqml_cli.paths import resolve_input
 from siqml_cli.report import figures
 from siqml_cli.runs import RunFolder
-
-CM1_PER_EV = 8065.543937
 
 
 class ReferenceCalculator(Calculator):
@@ -72,6 +69,7 @@ def check_sane(atoms: Atoms, max_distance: float) -> None:
 
 
 def md_command(cfg: DictConfig) -> None:
+    from ase.md import MDLogger
     from ase.md.langevin import Langevin
     from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary, ZeroRotation
     from ase.md.verlet import VelocityVerlet
@@ -89,41 +87,41 @@ def md_command(cfg: DictConfig) -> None:
     dyn = (VelocityVerlet(atoms, timestep=dt) if md.ensemble == "nve" else
            Langevin(atoms, timestep=dt, temperature_K=md.temperature, friction=md.friction / units.fs, rng=rng))
     out = output_folder(settings, calc.run, "md")
-    n_atoms = len(atoms)
-    with Trajectory(out / "md.traj", "w", atoms) as traj, open(out / "energies.csv", "w", newline="") as fh:
-        table = csv.writer(fh)
-        table.writerow(["step", "time_fs", "epot_eV", "ekin_eV", "etot_eV", "temperature_K"])
-
-        def record() -> None:
-            epot, ekin = atoms.get_potential_energy(), atoms.get_kinetic_energy()
-            table.writerow([dyn.nsteps, dyn.nsteps * md.timestep, epot, ekin, epot + ekin,
-                            ekin / (1.5 * units.kB * n_atoms)])
-            fh.flush()
-            traj.write()
-
-        record()
-        reason = None
-        with tqdm(total=int(md.steps), desc=f"md {md.ensemble}", unit="step", mininterval=0.5) as bar:
-            try:
-                for _ in range(int(md.steps)):
-                    dyn.run(1)
-                    check_sane(atoms, md.max_distance)
-                    if dyn.nsteps % md.write_every == 0:
-                        record()
-                    bar.update()
-            except BlownUp as exc:
-                reason = str(exc)
+    reason = None
+    with (Trajectory(out / "md.traj", "w", atoms) as traj,
+          MDLogger(dyn, atoms, str(out / "md.log"), mode="w") as logger,
+          tqdm(total=int(md.steps), desc=f"md {md.ensemble}", unit="step", mininterval=0.5) as bar):
+        # first, so that a blown-up step is not recorded; the start is recorded as given
+        dyn.attach(lambda: dyn.nsteps == 0 or check_sane(atoms, md.max_distance))
+        dyn.attach(traj.write, md.write_every)
+        dyn.attach(logger, md.write_every)
+        dyn.attach(lambda: bar.update(dyn.nsteps - bar.n))
+        try:
+            dyn.run(int(md.steps))
+        except BlownUp as exc:
+            reason = str(exc)
     frames = read(out / "md.traj", index=":")
     write(out / "md.extxyz", frames, format="extxyz")
-    energies = pd.read_csv(out / "energies.csv")
+    energies = trajectory_energies(frames, md.write_every, md.timestep)
+    write_text_atomic(out / "energies.csv", energies.to_csv(index=False))
     figures.plot_md_energies(energies, out / "energies.png")
-    summary = md_summary(energies, n_atoms, md.ensemble)
+    summary = md_summary(energies, len(atoms), md.ensemble)
     summary.update(status="stopped" if reason else "complete", reason=reason, run=str(calc.run), steps_done=dyn.nsteps)
     write_text_atomic(out / "md.json", json.dumps(summary, indent=2))
     print(json.dumps(summary, indent=2))
     print(f"trajectory: {out / 'md.traj'} ({len(frames)} frames)")
     if reason:
         raise SiqmlError(f"MD stopped at step {dyn.nsteps}: {reason}; what was written so far is in {out}")
+
+
+def trajectory_energies(frames: list[Atoms], every: int, timestep_fs: float) -> pd.DataFrame:
+    """The energies of the saved frames at full precision (MDLogger's md.log rounds them to 0.1 meV, too
+    coarse for the drift): the trajectory holds each frame's potential energy and momenta."""
+    step = np.arange(len(frames)) * every
+    epot = np.array([f.get_potential_energy() for f in frames])
+    ekin = np.array([f.get_kinetic_energy() for f in frames])
+    return pd.DataFrame({"step": step, "time_fs": step * timestep_fs, "epot_eV": epot, "ekin_eV": ekin,
+                         "etot_eV": epot + ekin, "temperature_K": [f.get_temperature() for f in frames]})
 
 
 def md_summary(energies: pd.DataFrame, n_atoms: int, ensemble: str) -> dict:
@@ -146,10 +144,10 @@ def harmonic_frequencies(atoms: Atoms, out: Path, name: str, fmax: float, delta:
     BFGS(atoms, logfile=str(out / f"{name}_opt.log")).run(fmax=fmax, steps=500)
     vib = Vibrations(atoms, name=str(out / f"{name}_vib"), delta=delta)
     vib.run()
-    energies = vib.get_energies()
+    frequencies = vib.get_frequencies()  # cm^-1; an imaginary mode has real part 0
     vib.clean()
     n_modes = 3 * len(atoms) - (5 if len(atoms) == 2 else 6)
-    freqs = np.sort(np.real(energies))[-n_modes:] * CM1_PER_EV
+    freqs = np.sort(np.real(frequencies))[-n_modes:]
     return freqs, atoms
 
 

@@ -91,6 +91,8 @@ def test_md_nve_writes_trajectory_energies_and_drift(h2o_run, siqml, tmp_path):
     assert abs(summary["max_deviation_meV_per_atom"]) < 5  # 15 fs of velocity Verlet at 0.25 fs
     energies = pd.read_csv(out / "energies.csv")
     assert list(energies["step"]) == list(range(0, 61, 5))
+    log = (out / "md.log").read_text().splitlines()  # ASE's MDLogger, at the same steps
+    assert log[0].split() == ["Time[ps]", "Etot[eV]", "Epot[eV]", "Ekin[eV]", "T[K]"] and len(log) == 14
     assert len(read(out / "md.extxyz", index=":")) == 13 and (out / "energies.png").stat().st_size > 0
 
 

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 
+import ase.io
 import h5py
 import numpy as np
 from omegaconf import OmegaConf
 import pytest
 
-from siqml_cli.data import Dataset, read_dataset, write_dataset
+from siqml_cli.data import Dataset, read_dataset, write_dataset, write_predictions
 from siqml_cli.data.generate import generate, label_dft, label_lih, sample
 from siqml_cli.errors import SiqmlError
+from siqml_cli.prediction import Prediction
 from siqml_cli.paths import REPO_ROOT
 
 LIH = REPO_ROOT / "data" / "lih.h5"
@@ -129,6 +131,108 @@ def test_extxyz_round_trip(tmp_path, lih):
     np.testing.assert_allclose(back.positions, lih.positions[:5], atol=1e-7)
     np.testing.assert_allclose(back.energies, lih.energies[:5], atol=1e-7)
     np.testing.assert_allclose(back.forces, lih.forces[:5], atol=1e-7)
+
+
+def mlip_file(path, data, energy_key="REF_energy", forces_key="REF_forces"):
+    """An extxyz file as other MLIP tools write one: labels in info/arrays under their own keys."""
+    from ase import Atoms
+
+    frames = []
+    for i in range(len(data)):
+        atoms = Atoms(symbols=list(data.species), positions=data.positions[i])
+        atoms.info[energy_key] = float(data.energies[i])
+        atoms.new_array(forces_key, data.forces[i])
+        frames.append(atoms)
+    ase.io.write(path, frames, format="extxyz")
+    return path
+
+
+def test_labels_under_the_mlip_keys_or_configured_ones(tmp_path, lih):
+    five = lih.subset(np.arange(5))
+    ref = read_dataset(mlip_file(tmp_path / "ref.extxyz", five), "lih")
+    np.testing.assert_allclose(ref.energies, five.energies)
+    np.testing.assert_allclose(ref.forces, five.forces)
+    named = mlip_file(tmp_path / "dft.xyz", five, "dft_energy", "dft_forces")
+    assert not read_dataset(named, "lih").has_labels  # no key it knows: positions only
+    back = read_dataset(named, "lih", energy_key="dft_energy", forces_key="dft_forces")
+    np.testing.assert_allclose(back.energies, five.energies)
+    np.testing.assert_allclose(back.forces, five.forces)
+    with pytest.raises(SiqmlError, match="no configuration has the energy key 'REF_energy'.*dft_energy"):
+        read_dataset(named, "lih", energy_key="REF_energy")
+
+
+def test_the_mlip_keys_come_before_ases_own(tmp_path, lih):
+    five = lih.subset(np.arange(5))
+    path = tmp_path / "both.extxyz"
+    write_dataset(five, path)  # ASE's energy/forces
+    frames = ase.io.read(path, index=":")
+    for atoms in frames:
+        atoms.info["REF_energy"] = atoms.get_potential_energy() + 1.0
+    ase.io.write(path, frames, format="extxyz")
+    data = read_dataset(path, "lih")
+    np.testing.assert_allclose(data.energies, five.energies + 1.0)
+    np.testing.assert_allclose(data.forces, five.forces)  # no REF_forces: ASE's
+    np.testing.assert_allclose(read_dataset(path, "lih", energy_key="energy").energies, five.energies)
+
+
+def test_siqml_data_takes_the_label_keys_from_the_command_line(tmp_path, lih, siqml):
+    five = lih.subset(np.arange(5))
+    given = mlip_file(tmp_path / "dft.extxyz", five, "dft_energy", "dft_forces")
+    out = tmp_path / "lih.h5"
+    result = siqml("data", "+molecule=lih", f"input={given}", "relabel=false", f"out={out}",
+                   "data.energy_key=dft_energy", "data.forces_key=dft_forces")
+    assert result.returncode == 0, result.stderr
+    np.testing.assert_allclose(read_dataset(out, "lih").forces, five.forces)
+
+
+def test_a_label_missing_from_some_configurations_is_named(tmp_path, lih):
+    path = mlip_file(tmp_path / "gap.extxyz", lih.subset(np.arange(4)))
+    frames = ase.io.read(path, index=":")
+    del frames[2].info["REF_energy"]
+    ase.io.write(path, frames, format="extxyz")
+    with pytest.raises(SiqmlError, match="configuration 2 has no 'REF_energy'"):
+        read_dataset(path, "lih")
+
+
+def test_predictions_sit_beside_the_reference_labels(tmp_path, lih):
+    five = lih.subset(np.arange(5))
+    out_of_domain = np.array([False, True, False, False, True])
+    prediction = Prediction(five.energies + 0.01, 0.5 * five.forces, energy_std=np.full(5, 0.002),
+                            force_std=np.full(five.forces.shape, 0.03)).flagged(out_of_domain=out_of_domain)
+    path = tmp_path / "predictions.extxyz"
+    write_predictions(path, five, prediction)
+    frames = ase.io.read(path, index=":")
+    assert all(a.calc is None for a in frames)
+    info = lambda key: [a.info[key] for a in frames]  # noqa: E731
+    arrays = lambda key: np.stack([a.arrays[key] for a in frames])  # noqa: E731
+    np.testing.assert_allclose(info("REF_energy"), five.energies)
+    np.testing.assert_allclose(info("siqml_energy"), prediction.energies)
+    np.testing.assert_allclose(info("siqml_energy_std"), 0.002)
+    assert info("siqml_out_of_domain") == out_of_domain.tolist()
+    np.testing.assert_allclose(arrays("REF_forces"), five.forces)
+    np.testing.assert_allclose(arrays("siqml_forces"), prediction.forces)
+    np.testing.assert_allclose(arrays("siqml_forces_std"), 0.03)
+    reference = read_dataset(path, "lih")  # the REF_ keys by default
+    np.testing.assert_allclose(reference.positions, five.positions, atol=1e-7)
+    np.testing.assert_allclose(reference.energies, five.energies)
+    np.testing.assert_allclose(reference.forces, five.forces)
+    predicted = read_dataset(path, "lih", energy_key="siqml_energy", forces_key="siqml_forces")
+    np.testing.assert_allclose(predicted.energies, prediction.energies)
+    np.testing.assert_allclose(predicted.forces, prediction.forces)
+
+
+def test_predictions_for_unlabelled_configurations(tmp_path, lih):
+    bare = Dataset(lih.species, lih.positions[:3])
+    path = tmp_path / "p.extxyz"
+    write_predictions(path, bare, Prediction(lih.energies[:3]))
+    frames = ase.io.read(path, index=":")
+    assert [sorted(a.info) for a in frames] == [["siqml_energy"]] * 3
+    assert [sorted(a.arrays) for a in frames] == [["numbers", "positions"]] * 3
+    assert not read_dataset(path, "lih").has_labels
+    with pytest.raises(ValueError, match="energy has shape"):
+        write_predictions(path, bare, Prediction(lih.energies[:4]))
+    with pytest.raises(ValueError, match="would overwrite"):
+        write_predictions(path, bare, Prediction(lih.energies[:3]).flagged(energy=np.zeros(3)))
 
 
 @pytest.mark.parametrize("mutate, message", [

@@ -26,7 +26,8 @@ def data_command(cfg: DictConfig) -> None:
             raise SiqmlError(f"{key}={target} is a folder; give a file in it, e.g. {key}={example}")
     params = settings.molecule.generate.params
     if settings.input:
-        given = read_dataset(resolve_input(settings.input), molecule)
+        given = read_dataset(resolve_input(settings.input), molecule, energy_key=settings.data.energy_key,
+                             forces_key=settings.data.forces_key)
         if given.has_labels and not settings.relabel:
             data = given
             write_dataset(data, out)

@@ -17,6 +17,7 @@ import numpy as np
 
 from siqml_cli.data.schema import UNITS, Dataset
 from siqml_cli.errors import SiqmlError
+from siqml_cli.prediction import Prediction
 
 HDF5_SUFFIXES = (".h5", ".hdf5")
 EXTXYZ_SUFFIXES = (".extxyz", ".xyz")
@@ -80,7 +81,50 @@ def read_hdf5(path: Path) -> Dataset:
         raise SiqmlError(f"{path}: cannot be read as HDF5 ({exc}); check the file or regenerate it") from None
 
 
-def read_extxyz(path: Path) -> Dataset:
+#: Where other tools put reference labels in extxyz, tried in this order when no key is configured:
+#: `REF_energy`/`REF_forces` (the MLIP convention, e.g. MACE, NequIP), then ASE's `energy`/`forces`
+#: (which ASE's reader attaches as a SinglePointCalculator).
+ENERGY_KEYS = ("REF_energy", "energy")
+FORCES_KEYS = ("REF_forces", "forces")
+
+
+def _label(atoms, key: str, per_atom: bool):
+    """A label stored under `key`: an info (per configuration) or arrays (per atom) entry, or a result of the
+    attached calculator, which is where ASE's reader moves the properties it knows (`energy`, `forces`, ...)."""
+    if atoms.calc is not None and key in atoms.calc.results:
+        return atoms.calc.results[key]
+    store = atoms.arrays if per_atom else atoms.info
+    return store.get(key)
+
+
+def _labels(path: Path, frames: list, key: str | None, defaults: tuple[str, ...], per_atom: bool):
+    """The label `key` of every frame (None if no frame has it and it was not asked for by name);
+    without `key`, the first of `defaults` that any frame holds."""
+    kind = "forces" if per_atom else "energy"
+    if key is None:
+        key = next((k for k in defaults if any(_label(a, k, per_atom) is not None for a in frames)), None)
+        if key is None:
+            return None
+    values = [_label(a, key, per_atom) for a in frames]
+    missing = [i for i, v in enumerate(values) if v is None]
+    if len(missing) == len(values):
+        stored = sorted({*frames[0].info, *frames[0].arrays, *(frames[0].calc.results if frames[0].calc else ())}
+                        - {"numbers", "positions"})
+        raise SiqmlError(f"{path}: no configuration has the {kind} key '{key}'; the first holds "
+                         f"{', '.join(stored) or 'no labels'}; set data.{kind}_key to one of them")
+    if missing:
+        raise SiqmlError(f"{path}: configuration {missing[0]} has no '{key}' but others have; "
+                         "label every configuration or none")
+    try:
+        return np.array(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise SiqmlError(f"{path}: the {kind} '{key}' is not numeric in every configuration ({exc})") from None
+
+
+def read_extxyz(path: Path, energy_key: str | None = None, forces_key: str | None = None) -> Dataset:
+    """Read one molecule's configurations; labels under the given keys (or the usual ones, ENERGY_KEYS and
+    FORCES_KEYS), taken to be in eV and eV/Å: extxyz carries no units, and these are ASE's and the
+    MLIP tools' own."""
     import ase.io
 
     try:
@@ -95,15 +139,18 @@ def read_extxyz(path: Path) -> Dataset:
             raise SiqmlError(f"{path}: configuration {i} has atoms {'-'.join(atoms.get_chemical_symbols())}, "
                              f"the first has {'-'.join(species)}; one file holds one molecule")
     positions = np.stack([a.get_positions() for a in frames])
-    labelled = all(a.calc is not None and "energy" in a.calc.results for a in frames)
-    energies = np.array([a.calc.results["energy"] for a in frames]) if labelled else None
-    with_forces = labelled and all("forces" in a.calc.results for a in frames)
-    forces = np.stack([a.calc.results["forces"] for a in frames]) if with_forces else None
+    energies = _labels(path, frames, energy_key, ENERGY_KEYS, per_atom=False)
+    forces = _labels(path, frames, forces_key, FORCES_KEYS, per_atom=True)
     return Dataset(species, positions, energies, forces, {}, str(path))
 
 
-def read_dataset(path: str | os.PathLike, molecule: str | None = None) -> Dataset:
-    """Read an HDF5 or extxyz file and check it (against `molecule` when given)."""
+def read_dataset(path: str | os.PathLike, molecule: str | None = None, *, energy_key: str | None = None,
+                 forces_key: str | None = None) -> Dataset:
+    """Read an HDF5 or extxyz file and check it (against `molecule` when given).
+
+    `energy_key` and `forces_key` name the labels of an extxyz file written by another tool (see
+    `read_extxyz`); an HDF5 file has its own fixed layout, so they do not apply to it.
+    """
     path = Path(path)
     if path.is_dir():
         raise SiqmlError(f"{path} is a folder, not a data file; give a .h5/.hdf5 or .extxyz/.xyz file")
@@ -114,7 +161,7 @@ def read_dataset(path: str | os.PathLike, molecule: str | None = None) -> Datase
     if suffix in HDF5_SUFFIXES:
         data = read_hdf5(path)
     elif suffix in EXTXYZ_SUFFIXES:
-        data = read_extxyz(path)
+        data = read_extxyz(path, energy_key, forces_key)
     else:
         raise SiqmlError(f"{path}: unknown data format '{suffix}'; use .h5/.hdf5 or .extxyz/.xyz")
     return data.check(molecule)
@@ -134,6 +181,51 @@ def write_extxyz(data: Dataset, path: str | os.PathLike) -> None:
             if data.forces is not None:
                 results["forces"] = data.forces[i]
             atoms.calc = SinglePointCalculator(atoms, **results)
+        frames.append(atoms)
+    with atomic_path(path) as tmp:
+        ase.io.write(tmp, frames, format="extxyz")
+
+
+#: Prefix of every key `write_predictions` adds; the reference labels go under the REF_ keys other tools read.
+PREDICTION_PREFIX = "siqml_"
+
+
+def write_predictions(path: str | os.PathLike, data: Dataset, prediction: Prediction) -> None:
+    """Write a model's predictions beside the reference labels, as other MLIP tools lay out an evaluated file.
+
+    Per configuration: `REF_energy` and `REF_forces` when `data` has them; `siqml_energy`, `siqml_forces`,
+    `siqml_energy_std` and `siqml_forces_std` (eV, eV/Å) where the prediction has them; each flag as
+    `siqml_<name>`. No calculator is attached, so ASE reads every value back from `info` and `arrays` under
+    these names, and `read_dataset(path, energy_key="siqml_energy", forces_key="siqml_forces")` the
+    predictions as labels.
+    """
+    import ase.io
+    from ase import Atoms
+
+    n, shape = len(data), data.positions.shape
+    per_config = {"energy": prediction.energies, "energy_std": prediction.energy_std}
+    per_atom = {"forces": prediction.forces, "forces_std": prediction.force_std}
+    clash = set(prediction.flags) & {*per_config, *per_atom}
+    if clash:
+        raise ValueError(f"flags {sorted(clash)} would overwrite the predictions; name them differently")
+    per_config.update(prediction.flags)
+    for name, values, expected in [*((k, v, (n,)) for k, v in per_config.items()),
+                                   *((k, v, shape) for k, v in per_atom.items())]:
+        if values is not None and np.shape(values) != expected:
+            raise ValueError(f"{name} has shape {np.shape(values)}, expected {expected} for {data.source}")
+    frames = []
+    for i in range(n):
+        atoms = Atoms(symbols=list(data.species), positions=data.positions[i])
+        if data.energies is not None:
+            atoms.info["REF_energy"] = float(data.energies[i])
+        if data.forces is not None:
+            atoms.new_array("REF_forces", data.forces[i])
+        for name, values in per_config.items():
+            if values is not None:
+                atoms.info[PREDICTION_PREFIX + name] = np.asarray(values)[i].item()
+        for name, values in per_atom.items():
+            if values is not None:
+                atoms.new_array(PREDICTION_PREFIX + name, np.asarray(values)[i])
         frames.append(atoms)
     with atomic_path(path) as tmp:
         ase.io.write(tmp, frames, format="extxyz")

@@ -294,22 +294,30 @@ def to_markdown(summary: pd.DataFrame, table: pd.DataFrame, paths: list[Path], f
              f"{len(table)} runs: " + ", ".join(f"{n} {s}" for s, n in table["status"].value_counts().items()) + "  ",
              f"Swept: {', '.join(f'`{c}`' for c in groups + (['seed'] if table['seed'].nunique() > 1 else [])) or 'nothing'}"
              "; mean ± std (sample std) over the complete runs of each group (seeds).", ""]
-    header = [*keys, "n", "n failed", "seeds", *(name for name, _ in metric_cols)]
-    lines += ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(keys) + ["---:"] * (len(header) - len(keys))) + "|"]
-    for _, row in summary.iterrows():
-        failed = str(row["n_failed"]) + (f" (+{row['n_running']} running)" if row["n_running"] else "")
-        cells = [_cell(row[k]) for k in keys] + [str(row["n"]), failed, str(row["seeds"])]
-        cells += [_pm(row[f"{c}_mean"], row[f"{c}_std"]) for _, c in metric_cols]
-        lines.append("| " + " | ".join(cells) + " |")
+    groups_table = pd.DataFrame({
+        **{k: summary[k].map(_cell) for k in keys},
+        "n": summary["n"].astype(str),
+        "n failed": [str(failed) + (f" (+{running} running)" if running else "")
+                     for failed, running in zip(summary["n_failed"], summary["n_running"])],
+        "seeds": summary["seeds"].astype(str),
+        **{name: [_pm(m, s) for m, s in zip(summary[f"{c}_mean"], summary[f"{c}_std"])] for name, c in metric_cols}})
+    lines.append(_markdown(groups_table, left=len(keys)))
     bad = table[table["status"] != "complete"]
     if len(bad):
-        lines += ["", "## Runs not complete", "", "| status | seed | run | error |", "|---|---|---|---|"]
-        for _, row in bad.iterrows():
-            error = str(row["error"] or "").replace("|", "\\|").replace("\n", " ")
-            lines.append(f"| {row['status']} | {_cell(row['seed'])} | `{row['path']}` | {error} |")
+        runs = pd.DataFrame({"status": bad["status"], "seed": bad["seed"].map(_cell),
+                             "run": [f"`{p}`" for p in bad["path"]],
+                             "error": [str(e or "").replace("|", "\\|").replace("\n", " ") for e in bad["error"]]})
+        lines += ["", "## Runs not complete", "", _markdown(runs, left=len(runs.columns))]
     if figure:
         lines += ["", f"![test MSE]({figure})"]
     return "\n".join(lines) + "\n"
+
+
+def _markdown(cells: pd.DataFrame, left: int) -> str:
+    """A pipe table (pandas through tabulate) of cells already written as text: the first `left` columns
+    left-aligned, the rest (numbers) right-aligned."""
+    align = ["left"] * left + ["right"] * (len(cells.columns) - left)
+    return cells.to_markdown(index=False, colalign=align, disable_numparse=True)
 
 
 def x_key(summary: pd.DataFrame, groups: list[str]) -> str | None:

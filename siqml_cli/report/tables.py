@@ -98,13 +98,11 @@ def _format_cell(row: str, value) -> str:
 
 
 def to_markdown(table: pd.DataFrame) -> str:
-    """A plain pipe table, so no optional `tabulate` dependency is needed."""
-    header = ["metric", *map(str, table.columns)]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * len(table.columns)) + "|"]
-    for row in table.index:
-        cells = [_format_cell(row, table.at[row, col]) for col in table.columns]
-        lines.append("| " + " | ".join([str(row), *cells]) + " |")
-    return "\n".join(lines) + "\n"
+    """A pipe table (pandas through tabulate), metrics left and numbers right-aligned, cells as `_format_cell`
+    writes them (numbers are not parsed again, so 1.20e-04 keeps its three digits)."""
+    cells = pd.DataFrame([[_format_cell(row, value) for value in table.loc[row]] for row in table.index],
+                         index=pd.Index(table.index, name="metric"), columns=table.columns)
+    return cells.to_markdown(colalign=("left", *["right"] * len(table.columns)), disable_numparse=True) + "\n"
 
 
 def write_mse_tables(table: pd.DataFrame, folder: Path, stem: str = "mse") -> None:
