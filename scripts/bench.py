@@ -28,9 +28,10 @@ from omegaconf import OmegaConf
 from siqml_cli.data import read_dataset
 from siqml_cli.forcefield import LabelScaler
 from siqml_cli.models import build_model, water_dimer
-from siqml_cli.paths import REPO_ROOT
 from siqml_cli.simulate import Simulator
 from siqml_cli.train.loop import LoopSettings, TrainingSet, run_loop
+
+REPO_ROOT = Path(__file__).resolve().parents[1]  # the checkout: its data/ and configs/
 
 
 def cpu_model() -> str:

@@ -23,15 +23,17 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from omegaconf import OmegaConf
+from pathlib import Path
 
 from siqml_cli.data import read_dataset
 from siqml_cli.forcefield import LabelScaler
 from siqml_cli.models import build_model, water_dimer
-from siqml_cli.paths import REPO_ROOT
 from siqml_cli.simulate import make_simulator
 from siqml_cli.simulate.statevector import enable_compilation_cache
 from siqml_cli.train.loop import make_step
 from siqml_cli.train.run import output_interval, split_indices
+
+REPO_ROOT = Path(__file__).resolve().parents[1]  # the checkout: its data/ and configs/
 
 
 def main() -> None:

@@ -19,12 +19,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from hydra import compose, initialize_config_dir
+from hydra import compose, initialize_config_module
 
 from siqml_cli.data import read_dataset, write_dataset
-from siqml_cli.paths import CONFIG_DIR, REPO_ROOT
+from siqml_cli.paths import CONFIG_PACKAGE
 from siqml_cli.simulate.statevector import enable_compilation_cache
 from siqml_cli.train.run import split_indices, train_run
+
+REPO_ROOT = Path(__file__).resolve().parents[1]  # the checkout: its data/ and results/
 
 
 def development_file(molecule: str, folder: Path) -> Path:
@@ -71,7 +73,7 @@ def main() -> None:
         reference = reference_frequencies(molecule, start, Path(tmp)) if with_frequencies else None
         for combo in itertools.product(*values):
             overrides = [f"+molecule={molecule}", f"data.path={dev}", *(f"{k}={v}" for k, v in zip(keys, combo))]
-            with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            with initialize_config_module(config_module=CONFIG_PACKAGE, version_base="1.3"):
                 cfg = compose(config_name="train", overrides=overrides)
             summary = train_run(cfg, Path(tmp) / "_".join(combo), progress=False)
             mse = summary["mse"]["test"]

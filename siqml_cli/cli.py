@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from siqml_cli.errors import SiqmlError
-from siqml_cli.paths import CONFIG_DIR
+from siqml_cli.paths import CONFIG_PACKAGE, CONFIG_PATH, config_options
 
 SWEEP_FILE = "multirun.yaml"  # Hydra's record of a sweep, in its folder
 
@@ -65,8 +65,7 @@ def check_groups(overrides: list[str]) -> None:
         if not found:
             continue
         group, value = found
-        options = sorted({p.stem for p in (CONFIG_DIR / group).glob("*.yaml")}
-                         | (set(LAUNCHERS) if group == "hydra/launcher" else set()))
+        options = sorted(set(config_options(group)) | (set(LAUNCHERS) if group == "hydra/launcher" else set()))
         for choice in value.split(","):
             if choice and choice not in options:
                 raise SiqmlError(f"unknown {group} '{choice}'; choose one of: {', '.join(options)}")
@@ -74,11 +73,11 @@ def check_groups(overrides: list[str]) -> None:
 
 def compose_check(config_name: str, overrides: list[str]):
     """Compose the config once without running, to report bad keys or values as one line; returns it."""
-    from hydra import compose, initialize_config_dir
+    from hydra import compose, initialize_config_module
 
     plain = [o for o in overrides if not o.startswith(("hydra.", "hydra/", "-"))]
     try:
-        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        with initialize_config_module(config_module=CONFIG_PACKAGE, version_base="1.3"):
             return compose(config_name=config_name, overrides=plain, return_hydra_config=True)
     except Exception as exc:  # Hydra and OmegaConf raise several types; all mean a bad override
         lines = [line.strip().rstrip(".") for line in str(exc).splitlines() if line.strip()]
@@ -164,7 +163,7 @@ def run_hydra(command: str, overrides: list[str]) -> None:
 
     task = tasks.TASKS[command]
     sys.argv = [f"siqml {command}", *overrides]
-    hydra.main(config_path=str(CONFIG_DIR), config_name=COMMANDS[command][0], version_base="1.3")(task)()
+    hydra.main(config_path=CONFIG_PATH, config_name=COMMANDS[command][0], version_base="1.3")(task)()
 
 
 def main() -> None:

@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 from qiskit import QuantumCircuit
+from pathlib import Path
 from qiskit.circuit import Parameter
 from qiskit.circuit.library import PauliEvolutionGate
 from qiskit.quantum_info import SparsePauliOp, Statevector
@@ -29,8 +30,9 @@ from siqml_cli.backends.shift import AngleCircuit
 from siqml_cli.errors import SiqmlError
 from siqml_cli.forcefield import ForceField, LabelScaler
 from siqml_cli.models import blocks, build_model
-from siqml_cli.paths import REPO_ROOT
 from siqml_cli.train.run import SPLIT_FILE
+
+REPO_ROOT = Path(__file__).resolve().parents[1]  # the checkout: its data/ and configs/
 
 SCALER = LabelScaler(e_min=-8.0, e_max=-7.0, out_lo=-2.6, out_hi=0.6)  # a non-trivial slope and offset
 

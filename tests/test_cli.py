@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+from pathlib import Path
 
 import ase.io
 import h5py
@@ -13,7 +14,8 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from siqml_cli.data import Dataset, read_dataset, write_dataset
-from siqml_cli.paths import REPO_ROOT
+
+REPO_ROOT = Path(__file__).resolve().parents[1]  # the checkout: its data/ and configs/
 
 SHORT = ["train.steps=30", "train.checkpoint_every=10"]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from pathlib import Path
 
 import ase.io
 import jax
@@ -24,9 +25,10 @@ from siqml_cli.data import read_dataset
 from siqml_cli.errors import SiqmlError
 from siqml_cli.forcefield import ForceField, LabelScaler
 from siqml_cli.models import build_model
-from siqml_cli.paths import REPO_ROOT
 from siqml_cli.simulate import GenericSimulator, expectation_and_gradient, make_simulator
 from siqml_cli.symmetry import symmetry_table
+
+REPO_ROOT = Path(__file__).resolve().parents[1]  # the checkout: its data/ and configs/
 
 VARIANTS = [("lih", "internal"), ("h2o", "internal"), ("lih", "cartesian"), ("h2o", "cartesian")]
 SCALER = LabelScaler(e_min=-8.0, e_max=-7.0, out_lo=-0.8, out_hi=0.8)

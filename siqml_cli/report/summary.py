@@ -121,13 +121,13 @@ def _job_num(run: Path) -> int | None:
 
 def _config_from_overrides(overrides: list[str]) -> dict:
     """The composed train config of a job that left no folder; the overrides alone if it does not compose."""
-    from hydra import compose, initialize_config_dir
+    from hydra import compose, initialize_config_module
     from omegaconf import OmegaConf
 
-    from siqml_cli.paths import CONFIG_DIR
+    from siqml_cli.paths import CONFIG_PACKAGE
 
     try:
-        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        with initialize_config_module(config_module=CONFIG_PACKAGE, version_base="1.3"):
             cfg = compose(config_name="train", overrides=overrides)
         return _flatten(OmegaConf.to_container(cfg, resolve=True))
     except Exception:
