@@ -89,7 +89,6 @@ def find_runs(paths: list[Path]) -> tuple[list[Path], list[Path]]:
 
 def sweep_jobs(sweep: Path) -> list[list[str]]:
     """The overrides of every job of a basic-sweeper Hydra sweep, in job-number order ([] if unknown)."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from omegaconf import OmegaConf
 
@@ -100,11 +99,25 @@ def sweep_jobs(sweep: Path) -> list[list[str]]:
             return []
         params = OmegaConf.select(conf, "hydra.sweeper.params") or {}
         arguments = [f"{k}={v}" for k, v in params.items()] + list(OmegaConf.select(conf, "hydra.overrides.task"))
-        batches = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(arguments), None)
-        return [list(job) for batch in batches for job in batch]
+        return sweep_product(OverridesParser.create().parse_overrides(arguments))
     except Exception as exc:  # an unreadable multirun.yaml costs only the list of missing jobs
         warn(f"{sweep / SWEEP_FILE}: cannot list the sweep's jobs ({exc})")
         return []
+
+
+def sweep_product(overrides) -> list[list[str]]:
+    """The jobs of parsed overrides as Hydra's basic sweeper numbers them: the Cartesian product of each
+    key's values (a later override of a key replaces an earlier one), the first key varying slowest."""
+    choices: dict[str, list[str]] = {}
+    for override in overrides:
+        key = override.get_key_element()
+        if override.is_sweep_override():
+            if not override.is_discrete_sweep():
+                raise ValueError(f"{override.input_line}: the basic sweeper takes only lists of values")
+            choices[key] = [f"{key}={value}" for value in override.sweep_string_iterator()]
+        else:
+            choices[key] = [f"{key}={override.get_value_element_as_str()}"]
+    return [list(job) for job in itertools.product(*choices.values())]
 
 
 def _job_num(run: Path) -> int | None:
