@@ -85,7 +85,8 @@ def main() -> None:
     args = parser.parse_args()
     cases = [] if args.only_dimer else [("h2o", "broken", 6, 1, 256, None)]
     if not args.quick and not args.only_dimer:
-        cases += [("h2o", "broken", 6, 1, 32, None), ("h2o", "broken", 6, 1, 1000, None), ("lih", "full", 4, 2, 200, None)]
+        cases += [("h2o", "broken", 6, 1, 32, None), ("h2o", "broken", 6, 1, 1000, None),
+                  ("lih", "full", 4, 2, 200, None)]
     if not args.quick:
         cases += [("water_dimer", "broken", 4, 1, batch, options) for options in (None, DIMER_DEFAULTS)
                   for batch in (32, 256)]

@@ -80,7 +80,8 @@ def main() -> None:
             row = {**dict(zip(keys, combo)),
                    "val energy MSE / Var": mse["energy MSE (eV^2)"] / summary["test_energy_variance"],
                    "val force MSE / Var": mse["force MSE (eV^2/Å^2)"] / summary["test_force_variance"],
-                   "val energy RMSE (meV)": mse["energy RMSE (meV)"], "val force RMSE (meV/Å)": mse["force RMSE (meV/Å)"],
+                   "val energy RMSE (meV)": mse["energy RMSE (meV)"],
+                   "val force RMSE (meV/Å)": mse["force RMSE (meV/Å)"],
                    "train s": summary["train_seconds"]}
             if reference is not None:
                 model = frequencies(Path(tmp) / "_".join(combo), molecule, start, Path(tmp) / "vib" / "_".join(combo))

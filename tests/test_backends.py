@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
@@ -18,7 +19,6 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 from qiskit import QuantumCircuit
-from pathlib import Path
 from qiskit.circuit import Parameter
 from qiskit.circuit.library import PauliEvolutionGate
 from qiskit.quantum_info import SparsePauliOp, Statevector

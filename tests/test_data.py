@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import h5py
 import numpy as np
-from omegaconf import OmegaConf
-from pathlib import Path
 import pytest
+from omegaconf import OmegaConf
 
 from siqml_cli.data import Dataset, read_dataset, write_dataset
 from siqml_cli.data.generate import generate, label_dft, label_lih, sample

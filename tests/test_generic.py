@@ -69,7 +69,8 @@ def test_forces_are_minus_finite_differences_and_sum_to_zero(molecule, features)
         for axis in range(3):
             step = np.zeros_like(x)
             step[:, atom, axis] = h
-            fd[:, atom, axis] = (np.asarray(energy(weights, x + step)) - np.asarray(energy(weights, x - step))) / (2 * h)
+            difference = np.asarray(energy(weights, x + step)) - np.asarray(energy(weights, x - step))
+            fd[:, atom, axis] = difference / (2 * h)
     np.testing.assert_allclose(grad, fd, rtol=0, atol=1e-7 * max(1.0, np.abs(fd).max()))
     np.testing.assert_allclose(grad.sum(axis=1), 0.0, atol=1e-12)
     assert np.abs(grad).max() > 1e-3  # the check is not vacuous
@@ -213,7 +214,8 @@ def test_check_symmetry_marks_what_the_generic_model_lacks(siqml):
 
 
 def test_water_dimer_has_no_generic_model(siqml, tmp_path):
-    result = siqml("train", "+molecule=water_dimer", "symmetry=none", "train.steps=1", f"hydra.run.dir={tmp_path / 'r'}")
+    result = siqml("train", "+molecule=water_dimer", "symmetry=none", "train.steps=1",
+                   f"hydra.run.dir={tmp_path / 'r'}")
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "symmetry=none" in lines[0] and "water_dimer" in lines[0], result.stderr

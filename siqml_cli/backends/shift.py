@@ -60,7 +60,7 @@ class AngleCircuit:
     offsets: np.ndarray       # (n_angles,)
 
     @classmethod
-    def build(cls, parametric: QuantumCircuit) -> "AngleCircuit":
+    def build(cls, parametric: QuantumCircuit) -> AngleCircuit:
         source = shift_ready(parametric)
         parameters = list(parametric.parameters)
         index = {p: j for j, p in enumerate(parameters)}

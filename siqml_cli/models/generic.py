@@ -18,8 +18,8 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -187,7 +187,7 @@ class GenericSpec:
 
     # ------------------------------------------------------------------ features
 
-    def fit(self, positions: np.ndarray) -> "GenericSpec":
+    def fit(self, positions: np.ndarray) -> GenericSpec:
         """This model with the min-max feature scaling fitted on `positions` (the training split)."""
         raw = np.asarray(self.feature_map.raw(jnp.asarray(np.asarray(positions, dtype=float))))
         low, high = raw.min(axis=0), raw.max(axis=0)

@@ -92,7 +92,8 @@ def build(layers: int, blocks: int, symmetry: str, frame: str = "midpoint", atom
     if not isinstance(atom_readout, bool):
         raise SiqmlError(f"model.atom_readout must be true or false, got {atom_readout!r}")
     if observable not in OBSERVABLES:
-        raise SiqmlError(f"model.observable must be one of {', '.join(OBSERVABLES)} for the water dimer, got {observable!r}")
+        raise SiqmlError(f"model.observable must be one of {', '.join(OBSERVABLES)} for the water dimer, "
+                         f"got {observable!r}")
     within_atoms = tuple((plus(a), minus(a)) for a in range(6))
     oxygen_scale, hydrogen_scale = 0, 1
     encoding = tuple(Encoding(qubit=q, vector=atom, scale=oxygen_scale if SPECIES[atom] == "O" else hydrogen_scale,

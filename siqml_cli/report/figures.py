@@ -8,8 +8,6 @@ Saves are atomic (temp file + os.replace).
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg

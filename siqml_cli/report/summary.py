@@ -302,13 +302,15 @@ def to_markdown(summary: pd.DataFrame, table: pd.DataFrame, paths: list[Path], f
     metric_cols = [("test energy MSE (eV²)", "test_energy_mse"), ("test force MSE (eV²/Å²)", "test_force_mse"),
                    ("test E MSE/Var", "test_energy_mse_rel"), ("test F MSE/Var", "test_force_mse_rel"),
                    ("train energy MSE (eV²)", "train_energy_mse"), ("train force MSE (eV²/Å²)", "train_force_mse")]
+    swept = ", ".join(f"`{c}`" for c in groups + (["seed"] if table["seed"].nunique() > 1 else []))
     lines = ["# Sweep summary", "",
              f"Runs under: {', '.join(f'`{p}`' for p in paths)}  ",
              f"{len(table)} runs: " + ", ".join(f"{n} {s}" for s, n in table["status"].value_counts().items()) + "  ",
-             f"Swept: {', '.join(f'`{c}`' for c in groups + (['seed'] if table['seed'].nunique() > 1 else [])) or 'nothing'}"
+             f"Swept: {swept or 'nothing'}"
              "; mean ± std (sample std) over the complete runs of each group (seeds).", ""]
     header = [*keys, "n", "n failed", "seeds", *(name for name, _ in metric_cols)]
-    lines += ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(keys) + ["---:"] * (len(header) - len(keys))) + "|"]
+    alignment = ["---"] * len(keys) + ["---:"] * (len(header) - len(keys))
+    lines += ["| " + " | ".join(header) + " |", "|" + "|".join(alignment) + "|"]
     for _, row in summary.iterrows():
         failed = str(row["n_failed"]) + (f" (+{row['n_running']} running)" if row["n_running"] else "")
         cells = [_cell(row[k]) for k in keys] + [str(row["n"]), failed, str(row["seeds"])]

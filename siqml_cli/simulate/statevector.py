@@ -258,8 +258,8 @@ class Simulator:
                 qubits = tuple(sorted({q for pair in pairs for q in pair}))
                 local = {q: i for i, q in enumerate(qubits)}
                 generator = blocks.heisenberg_generator(len(qubits), [(local[i], local[j]) for i, j in pairs])
-                kind = next((k for k, g in enumerate(kinds) if g.shape == generator.shape and np.allclose(g, generator)),
-                            None)
+                same = (k for k, g in enumerate(kinds) if g.shape == generator.shape and np.allclose(g, generator))
+                kind = next(same, None)
                 if kind is None:
                     kind = len(kinds)
                     kinds.append(generator)
@@ -389,7 +389,8 @@ class Simulator:
         gates = [eye if g is None else g for g in gates]
         if self.spec.symmetry_breaking:
             eps = jnp.concatenate([jnp.zeros(1, self.real), jnp.asarray(weights["eps"], dtype=self.real)])
-            rz = jnp.exp(-0.5j * eps[:, None] * jnp.array([1.0, -1.0], dtype=self.real))[:, None, None, :]  # RZ's diagonal
+            # RZ's diagonal
+            rz = jnp.exp(-0.5j * eps[:, None] * jnp.array([1.0, -1.0], dtype=self.real))[:, None, None, :]
             gates = [g * rz.astype(self.complex) for g in gates]
         return gates
 
