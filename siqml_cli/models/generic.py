@@ -21,7 +21,6 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from qiskit import QuantumCircuit
@@ -31,8 +30,7 @@ from qiskit.quantum_info import SparsePauliOp
 from siqml_cli.data.schema import MOLECULE_SPECIES
 from siqml_cli.errors import SiqmlError
 from siqml_cli.models import h2o, lih
-
-jax.config.update("jax_enable_x64", True)
+from siqml_cli.precision import double_precision
 
 FEATURES = ("internal", "cartesian")
 #: the siVQLMs' width: internal and Cartesian models get at least as many qubits, for a like-for-like baseline
@@ -187,6 +185,7 @@ class GenericSpec:
 
     # ------------------------------------------------------------------ features
 
+    @double_precision()
     def fit(self, positions: np.ndarray) -> GenericSpec:
         """This model with the min-max feature scaling fitted on `positions` (the training split)."""
         raw = np.asarray(self.feature_map.raw(jnp.asarray(np.asarray(positions, dtype=float))))
@@ -197,6 +196,7 @@ class GenericSpec:
                              f"configuration, so it cannot be scaled; use other data or model.features=internal")
         return dataclasses.replace(self, feature_min=tuple(map(float, low)), feature_max=tuple(map(float, high)))
 
+    @double_precision()
     def scaled_features(self, positions):
         """Positions (..., A, 3) -> the RY angles of the F features (..., F), in JAX."""
         if self.feature_min is None:
@@ -211,6 +211,7 @@ class GenericSpec:
         reads no weights; `weights` is taken for the interface `ModelSpec` shares."""
         return lambda positions: self.scaled_features(positions[None])[0]
 
+    @double_precision()
     def training_copies(self, positions: np.ndarray, energies: np.ndarray, forces: np.ndarray | None):
         """The training set, and with `periodize` its mirrored copies (Kiss et al. 2022's "periodized" data).
 
@@ -282,6 +283,7 @@ class GenericSpec:
             encode()
         return qc, self.observable()
 
+    @double_precision()
     def parameter_values(self, circuit: QuantumCircuit, weights: dict, positions: np.ndarray) -> np.ndarray:
         """Values for `circuit.parameters`, one row per configuration (Estimator V2 parameter arrays)."""
         positions = np.asarray(positions, dtype=float).reshape(-1, len(self.species), 3)

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from siqml_cli.data.io import atomic_path
+from siqml_cli.precision import double_precision
 from siqml_cli.simulate import Simulator, expectation_and_gradient
 
 CHECKPOINT_FILE = "checkpoint.npz"
@@ -126,6 +127,7 @@ def load_checkpoint(folder: Path, weights, opt_state):
     return step, weights, opt_state, metrics, seconds
 
 
+@double_precision()
 def run_loop(sim: Simulator, data: TrainingSet, weights: dict, s: LoopSettings, folder: Path,
              resume: bool = False, progress: bool = True) -> LoopResult:
     """Train from `weights` (or the checkpoint in `folder` when resuming)."""
