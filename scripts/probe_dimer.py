@@ -30,6 +30,7 @@ from omegaconf import OmegaConf
 from siqml_cli.data import read_dataset
 from siqml_cli.forcefield import LabelScaler
 from siqml_cli.models import build_model, water_dimer
+from siqml_cli.precision import double_precision
 from siqml_cli.simulate import make_simulator
 from siqml_cli.simulate.statevector import enable_compilation_cache
 from siqml_cli.train.loop import make_step
@@ -38,6 +39,7 @@ from siqml_cli.train.run import output_interval, split_indices
 REPO_ROOT = Path(__file__).resolve().parents[1]  # the checkout: its data/ and configs/
 
 
+@double_precision()
 def main() -> None:
     opts = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
     enable_compilation_cache()

@@ -23,6 +23,7 @@ from hydra import compose, initialize_config_module
 
 from siqml_cli.data import read_dataset, write_dataset
 from siqml_cli.paths import CONFIG_PACKAGE
+from siqml_cli.precision import double_precision
 from siqml_cli.simulate.statevector import enable_compilation_cache
 from siqml_cli.train.run import split_indices, train_run
 
@@ -58,6 +59,7 @@ def reference_frequencies(molecule: str, start: np.ndarray, folder: Path) -> np.
     return np.array(json.loads(path.read_text()))
 
 
+@double_precision()
 def main() -> None:
     with_frequencies = "--frequencies" in sys.argv
     args = [a for a in sys.argv[1:] if a != "--frequencies"]

@@ -40,10 +40,11 @@ def test_double_precision_is_scoped():
 
     from siqml_cli.precision import double_precision
 
-    outside = jax.config.jax_enable_x64
-    with double_precision():
-        assert jnp.asarray(1.0, dtype=jnp.float64).dtype == jnp.float64
-    assert jax.config.jax_enable_x64 == outside
+    with jax.enable_x64(False):  # the tests run in double precision (conftest); JAX's default is single
+        with double_precision():
+            assert jnp.asarray(1.0, dtype=jnp.float64).dtype == jnp.float64
+        assert not jax.config.jax_enable_x64
+        assert jnp.asarray(1.0).dtype == jnp.float32
 
 
 def test_shipped_configs_and_data_come_from_the_package():

@@ -63,7 +63,8 @@ class BackendSettings:
             return "statevector"
         where = self.name
         if self.kind == "aer":
-            where = f"aer-{self.noise.device}-noise" if self.noise.device else "aer-noisy" if self.noise.active else "aer"
+            where = (f"aer-{self.noise.device}-noise" if self.noise.device
+                     else "aer-noisy" if self.noise.active else "aer")
         label = f"{where}-{'exact' if self.shots is None else f'{self.shots}shots'}"
         if self.kind == "aer":
             return label
@@ -81,7 +82,8 @@ def _int(value, key: str, minimum: int, allow_none: bool = False):
     if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise SiqmlError(f"backend.{key} must be an integer >= {minimum}{' or null' if allow_none else ''}, got {value!r}")
+        raise SiqmlError(f"backend.{key} must be an integer >= {minimum}{' or null' if allow_none else ''}, "
+                         f"got {value!r}")
     return value
 
 
@@ -119,7 +121,8 @@ def backend_settings(cfg: DictConfig | dict | None) -> BackendSettings:
                          f"{'fake_manila' if kind == 'fake' else 'ibm_torino'}")
     noise_raw = raw.get("noise") or {}
     noise = Noise(device=noise_raw.get("device"),
-                  **{k: _probability(noise_raw.get(k, 0.0), k) for k in ("depolarizing_1q", "depolarizing_2q", "readout")})
+                  **{k: _probability(noise_raw.get(k, 0.0), k)
+                     for k in ("depolarizing_1q", "depolarizing_2q", "readout")})
     if noise.device and any(getattr(noise, k) for k in ("depolarizing_1q", "depolarizing_2q", "readout")):
         raise SiqmlError("backend.noise: give either a device's noise model (noise.device) or depolarizing/readout "
                          "rates, not both")
