@@ -17,7 +17,9 @@ def data_command(cfg: DictConfig) -> None:
     molecule = cfg.molecule.name  # `siqml` checked that +molecule is given
     if molecule not in GENERATORS:
         raise SiqmlError(f"no reference generator for '{molecule}'")
-    out = Path(cfg.out) if cfg.out else resolve_input(cfg.molecule.data)
+    # written relative to the working directory (in a checkout: the repository's data/), never into the
+    # installed package; an export-only run reads the shipped set when there is no local one
+    out = Path(cfg.out) if cfg.out else Path(cfg.molecule.data)
     params = OmegaConf.to_container(cfg.molecule.generate.params, resolve=True)
     if cfg.input:
         given = read_dataset(resolve_input(cfg.input), molecule)
@@ -27,8 +29,8 @@ def data_command(cfg: DictConfig) -> None:
         else:
             data = generate(molecule, len(given), int(cfg.seed), {"input": str(given.source)}, out,
                             positions=given.positions)
-    elif out.exists() and cfg.export and not cfg.n:
-        data = read_dataset(out, molecule)  # export only: the set already exists
+    elif cfg.export and not cfg.n and resolve_input(out).exists():
+        data = read_dataset(resolve_input(out), molecule)  # export only: the set already exists
     else:
         n = int(cfg.n or cfg.molecule.generate.n)
         if n < 1:
