@@ -32,7 +32,7 @@ test-slow: $(STAMP)
 ## The wheel in a fresh virtual environment (not editable): `siqml train` in an empty directory (minutes:
 ## every dependency is installed anew; CI runs it as its own step).
 check-wheel:
-	scripts/check_wheel.sh
+	PYTHON=$(PYTHON) scripts/check_wheel.sh
 
 ## Speed benchmarks; writes results/bench/ (speed.md, then peers.md: side by side against
 ## TensorCircuit-NG, PennyLane and EstimatorQNN, whose extra `bench` is installed first).

@@ -4,6 +4,7 @@
 # which must write a complete ./results/h2o/<symmetry>/<date>_<time>/.
 # Usage: scripts/check_wheel.sh [work folder]   (default: a temporary folder, removed afterwards)
 set -euo pipefail
+unset PYTHONPATH  # nothing from the checkout
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 python="${PYTHON:-python3}"
 work="${1:-$(mktemp -d)}"
