@@ -14,7 +14,9 @@ start=$SECONDS
 
 "$python" -m venv "$work/venv"
 "$work/venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
-"$work/venv/bin/python" -m pip wheel --quiet --disable-pip-version-check --no-deps -w "$work/dist" "$repo"
+# setuptools warns that the config groups look like packages (they are package data): kept out of sight
+"$work/venv/bin/python" -m pip wheel --quiet --disable-pip-version-check --no-deps -w "$work/dist" "$repo" \
+    2> "$work/build.log" || { cat "$work/build.log"; exit 1; }
 wheel=("$work"/dist/siqml-*.whl)
 "$work/venv/bin/python" -m pip install --quiet --disable-pip-version-check -c "$repo/constraints.txt" "${wheel[0]}"
 echo "check-wheel: built and installed ${wheel[0]##*/} in $((SECONDS - start)) s"
