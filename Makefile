@@ -4,11 +4,11 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install train test test-slow bench docs data check-symmetry clean
+.PHONY: install train lint test test-slow check-wheel bench docs data check-symmetry clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -17,20 +17,29 @@ install: $(STAMP)
 train: $(STAMP)
 	$(BIN)/siqml train +molecule=h2o
 
-## Default test suite (every invariance and agreement test; slow tests excluded), one worker per core,
-## each test file on one worker (its module fixtures are built once).
-test: $(STAMP)
+## ruff's checks (pyproject.toml [tool.ruff]); part of `make test`.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+## Default test suite (lint first; every invariance and agreement test; slow tests excluded), one worker
+## per core, each test file on one worker (its module fixtures are built once).
+test: lint
 	$(BIN)/python -m pytest -q -n auto --dist loadfile
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
+
+## The wheel in a fresh virtual environment (not editable): `siqml train` in an empty directory (minutes:
+## every dependency is installed anew; CI runs it as its own step).
+check-wheel:
+	PYTHON=$(PYTHON) scripts/check_wheel.sh
 
 ## Speed benchmarks; writes results/bench/ (speed.md, then peers.md: side by side against
 ## TensorCircuit-NG, PennyLane and EstimatorQNN, whose extra `bench` is installed first).
 BENCH_STAMP := $(VENV)/.bench-stamp
 
 $(BENCH_STAMP): $(STAMP) pyproject.toml
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,bench]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test,bench]'
 	touch $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP)

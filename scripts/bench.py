@@ -28,10 +28,11 @@ from omegaconf import OmegaConf
 from siqml_cli.data import read_dataset
 from siqml_cli.forcefield import LabelScaler
 from siqml_cli.models import build_model, water_dimer
-from siqml_cli.paths import REPO_ROOT
 from siqml_cli.runs import RunFolder
 from siqml_cli.simulate import Simulator
 from siqml_cli.train.loop import LoopSettings, TrainingSet, run_loop
+
+REPO_ROOT = Path(__file__).resolve().parents[1]  # the checkout: its data/ and configs/
 
 
 def cpu_model() -> str:
@@ -85,7 +86,8 @@ def main() -> None:
     args = parser.parse_args()
     cases = [] if args.only_dimer else [("h2o", "broken", 6, 1, 256, None)]
     if not args.quick and not args.only_dimer:
-        cases += [("h2o", "broken", 6, 1, 32, None), ("h2o", "broken", 6, 1, 1000, None), ("lih", "full", 4, 2, 200, None)]
+        cases += [("h2o", "broken", 6, 1, 32, None), ("h2o", "broken", 6, 1, 1000, None),
+                  ("lih", "full", 4, 2, 200, None)]
     if not args.quick:
         cases += [("water_dimer", "broken", 4, 1, batch, options) for options in (None, DIMER_DEFAULTS)
                   for batch in (32, 256)]

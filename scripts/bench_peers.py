@@ -327,6 +327,7 @@ class PennyLaneDemoPeer(PennyLanePeer):
 
     def __init__(self, spec, precision: str):
         import jax.numpy as jnp
+
         from siqml_cli.models.blocks import PAULI
 
         super().__init__(spec, precision)
@@ -348,7 +349,6 @@ class PennyLaneDemoPeer(PennyLanePeer):
 
 def make_jax_impl(impl: str, spec, precision: str):
     import jax
-    import jax.numpy as jnp
 
     if impl == "siqml":
         jax.config.update("jax_enable_x64", True)  # siqml always runs with x64 on and picks its dtypes
@@ -435,6 +435,7 @@ def time_jax_peer(model, spec, training, batch: int, force_weight: float, budget
     peer's energy function; first call = compile + first step, then steps until `budget` seconds."""
     import jax
     import jax.numpy as jnp
+
     from siqml_cli.train.loop import INDEX_BLOCK, LoopSettings, batch_block, make_optimizer, make_step
 
     settings = LoopSettings(steps=max_steps, lr=0.01, batch_size=batch, force_weight=force_weight, schedule="cosine",
@@ -692,7 +693,7 @@ def flops(spec, batch: int, loss: str) -> dict:
     built from eigenbases and multiplied, 2^n x 2^n matrix-vector per configuration and layer);
     gates: a gate-by-gate statevector simulation (what TensorCircuit-NG/PennyLane amount to).
     Reverse mode ~3x a forward pass, the force loss (reverse over reverse) ~9x."""
-    n, dim, D, B = spec.n_qubits, 2**spec.n_qubits, spec.layers, spec.blocks
+    dim, D, B = 2**spec.n_qubits, spec.layers, spec.blocks
     C = len(spec.couplings)
     n_enc = len(spec.encoding)
     enc = (D + 1) * n_enc * 28 * dim  # fused 2x2 update on every amplitude pair
@@ -849,7 +850,8 @@ def write_report(args, only, results, agreement, versions) -> None:
 
     def get(model, batch, loss, impl, prec):
         prec = "double" if impl in QNN_PEERS else prec  # EstimatorQNN runs in double only
-        m = df[(df.model == model) & (df.batch == batch) & (df.loss == loss) & (df.impl == impl) & (df.precision == prec)]
+        m = df[(df.model == model) & (df.batch == batch) & (df.loss == loss) & (df.impl == impl)
+               & (df.precision == prec)]
         return m.iloc[0] if len(m) else None
 
     def model_status(impl, model):
@@ -932,7 +934,8 @@ def write_report(args, only, results, agreement, versions) -> None:
     lines.append("")
     lines.append("### Compile + first step of the jitted paths (s)")
     lines.append("")
-    lines.append("| model | batch | loss | precision | " + " | ".join(LABELS[i] for i in only if i not in QNN_PEERS) + " |")
+    lines.append("| model | batch | loss | precision | "
+                 + " | ".join(LABELS[i] for i in only if i not in QNN_PEERS) + " |")
     lines.append("|---|---:|---|---|" + "---:|" * len([i for i in only if i not in QNN_PEERS]))
     for prec in ("single", "double"):
         for model in MAIN_MODELS:
@@ -972,14 +975,15 @@ def write_report(args, only, results, agreement, versions) -> None:
             fl = flops(spec_of("h2o"), int(batch), loss)
             ratio = fmt_ratio(t.seconds / s.seconds) if (t is not None and ok_tc) else "—"
             rate = fl["dense"] / s.seconds / 1e9
-            lines.append(f"| {batch} | {loss} | {fmt_time(s.seconds)} | {fmt_time(t.seconds) if t is not None else '—'} | "
+            tc_time = fmt_time(t.seconds) if t is not None else "—"
+            lines.append(f"| {batch} | {loss} | {fmt_time(s.seconds)} | {tc_time} | "
                          f"{ratio} | {s.seconds / batch * 1e6:.1f} | {fl['dense'] / 1e9:.3g} | {rate:.3g} | "
                          f"{100 * rate / peak_s:.2g}% |")
     lines.append("")
     lines.append("### Step time vs qubit count (batch 32, single precision)")
     lines.append("")
-    lines.append("| model | qubits | loss | siqml | TensorCircuit-NG | speed-up | dense GFLOP/step | gate-by-gate GFLOP/step | "
-                 "siqml GFLOP/s | % of peak |")
+    lines.append("| model | qubits | loss | siqml | TensorCircuit-NG | speed-up | dense GFLOP/step "
+                 "| gate-by-gate GFLOP/step | siqml GFLOP/s | % of peak |")
     lines.append("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     ring_models = sorted({m for m in scan.model if m.startswith("ring")}, key=lambda m: int(m[4:]))
     for loss in LOSSES:
@@ -1005,10 +1009,11 @@ def write_report(args, only, results, agreement, versions) -> None:
     lines.append(f"Peak of this CPU (single precision): {peak_s:.0f} GFLOP/s = {peak_text}; double: "
                  f"{peak_gflops('double')[0]:.0f} GFLOP/s. FLOP counts are rough: forward-pass operations "
                  "(complex multiply-add = 8) times 3 for the energy loss's reverse pass and 9 for the force loss "
-                 "(reverse over reverse); 'dense' is what siqml's simulator does up to 4 qubits (each layer folded into "
-                 "one 2^n x 2^n unitary, O(8^n) to build, O(4^n) per configuration), 'gate-by-gate' what a statevector "
-                 "simulator applying each gate does (O(2^n) per gate); beyond 4 qubits siqml fuses each layer into "
-                 "blocks of at most 6 qubits, in between. In this table GFLOP/s and % of peak use the smaller count. The ring models are synthetic (H2O data, "
+                 "(reverse over reverse); 'dense' is what siqml's simulator does up to 4 qubits (each layer folded "
+                 "into one 2^n x 2^n unitary, O(8^n) to build, O(4^n) per configuration), 'gate-by-gate' what a "
+                 "statevector simulator applying each gate does (O(2^n) per gate); beyond 4 qubits siqml fuses each "
+                 "layer into blocks of at most 6 qubits, in between. In this table GFLOP/s and % of peak use the "
+                 "smaller count. The ring models are synthetic (H2O data, "
                  "n qubits in a ring, D=4): they exist only to show the growth with n; their TC speed-ups are "
                  "not agreement-checked.")
     lines.append("")
@@ -1018,9 +1023,11 @@ def write_report(args, only, results, agreement, versions) -> None:
     lines.append("|---|---|---:|---:|")
     for (impl, prec), res in results.items():
         if "peak_rss_mb" in res:
-            lines.append(f"| {LABELS[impl]} | {prec} | {res['peak_rss_mb']:.0f} | {res.get('wall_s', float('nan')):.0f} |")
+            wall = res.get("wall_s", float("nan"))
+            lines.append(f"| {LABELS[impl]} | {prec} | {res['peak_rss_mb']:.0f} | {wall:.0f} |")
         else:
-            lines.append(f"| {LABELS[impl]} | {prec} | {'not installed' if res.get('missing') else res.get('crashed', '—')} | |")
+            why = "not installed" if res.get("missing") else res.get("crashed", "—")
+            lines.append(f"| {LABELS[impl]} | {prec} | {why} | |")
     notes = [r for r in rows if r.get("note", "").startswith("failed")]
     if notes:
         lines.append("")

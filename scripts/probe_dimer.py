@@ -2,14 +2,16 @@
 
 The test split of `siqml train` (seed 0) is never seen: seed 0's training split is split 80/20 again
 and each setting trains on the first part (mini-batches of 32, Adam, cosine decay to
-`lr_final_fraction` of the rate, default 1%, single precision) and is scored on the second (double precision). Faster to iterate than search.py:
-no results folder, and the output interval is given directly. This is how the dimer's defaults
-(configs/molecule/water_dimer.yaml) were found; docs/reproducing.md, "Water dimer", lists the runs.
+`lr_final_fraction` of the rate, default 1%, single precision) and is scored on the second (double
+precision). Faster to iterate than search.py: no results folder, and the output interval is given directly.
+This is how the dimer's defaults (configs/molecule/water_dimer.yaml) were found;
+docs/reproducing.md, "Water dimer", lists the runs.
 
 Usage: python scripts/probe_dimer.py '{"frame": "bonds", "atom_readout": true, "alpha_init": 3.0,
        "output_range": [-4.55, -3.45], "steps": 4000}'
 Keys (all optional): frame, atom_readout, alpha_init, observable, output_range or output_margin, symmetry, layers,
-blocks, steps, lr, lr_final_fraction, batch, seed (the initialisation). Prints one JSON line with train and val MSE / Var.
+blocks, steps, lr, lr_final_fraction, batch, seed (the initialisation). Prints one JSON line with train and val
+MSE / Var.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -27,13 +30,16 @@ from siqml_cli.config import parse_model
 from siqml_cli.data import read_dataset
 from siqml_cli.forcefield import LabelScaler
 from siqml_cli.models import build_model, water_dimer
-from siqml_cli.paths import REPO_ROOT
+from siqml_cli.precision import double_precision
 from siqml_cli.simulate import make_simulator
 from siqml_cli.simulate.statevector import enable_compilation_cache
 from siqml_cli.train.loop import make_step
 from siqml_cli.train.run import output_interval, split_indices
 
+REPO_ROOT = Path(__file__).resolve().parents[1]  # the checkout: its data/ and configs/
 
+
+@double_precision()
 def main() -> None:
     opts = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
     enable_compilation_cache()
@@ -48,7 +54,8 @@ def main() -> None:
     steps, batch = opts.get("steps", 1500), opts.get("batch", 32)
     sim = make_simulator(spec, "single")
     weights = {k: jnp.asarray(v, jnp.float32) for k, v in spec.init_weights(opts.get("seed", 0)).items()}
-    opt = optax.adam(optax.cosine_decay_schedule(opts.get("lr", 0.05), steps, alpha=opts.get("lr_final_fraction", 0.01)))
+    schedule = optax.cosine_decay_schedule(opts.get("lr", 0.05), steps, alpha=opts.get("lr_final_fraction", 0.01))
+    opt = optax.adam(schedule)
     state = opt.init(weights)
     step = make_step(sim, opt, 0.0)
     x = jnp.asarray(train.positions, jnp.float32)

@@ -19,12 +19,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from hydra import compose, initialize_config_dir
+from hydra import compose, initialize_config_module
 
 from siqml_cli.data import read_dataset, write_dataset
-from siqml_cli.paths import CONFIG_DIR, REPO_ROOT
+from siqml_cli.paths import CONFIG_PACKAGE
+from siqml_cli.precision import double_precision
 from siqml_cli.simulate.statevector import enable_compilation_cache
 from siqml_cli.train.run import split_indices, train_run
+
+REPO_ROOT = Path(__file__).resolve().parents[1]  # the checkout: its data/ and results/
 
 
 def development_file(molecule: str, folder: Path) -> Path:
@@ -56,6 +59,7 @@ def reference_frequencies(molecule: str, start: np.ndarray, folder: Path) -> np.
     return np.array(json.loads(path.read_text()))
 
 
+@double_precision()
 def main() -> None:
     with_frequencies = "--frequencies" in sys.argv
     args = [a for a in sys.argv[1:] if a != "--frequencies"]
@@ -71,14 +75,15 @@ def main() -> None:
         reference = reference_frequencies(molecule, start, Path(tmp)) if with_frequencies else None
         for combo in itertools.product(*values):
             overrides = [f"+molecule={molecule}", f"data.path={dev}", *(f"{k}={v}" for k, v in zip(keys, combo))]
-            with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            with initialize_config_module(config_module=CONFIG_PACKAGE, version_base="1.3"):
                 cfg = compose(config_name="train", overrides=overrides)
             summary = train_run(cfg, Path(tmp) / "_".join(combo), progress=False)
             mse = summary["mse"]["test"]
             row = {**dict(zip(keys, combo)),
                    "val energy MSE / Var": mse["energy MSE (eV^2)"] / summary["test_energy_variance"],
                    "val force MSE / Var": mse["force MSE (eV^2/Å^2)"] / summary["test_force_variance"],
-                   "val energy RMSE (meV)": mse["energy RMSE (meV)"], "val force RMSE (meV/Å)": mse["force RMSE (meV/Å)"],
+                   "val energy RMSE (meV)": mse["energy RMSE (meV)"],
+                   "val force RMSE (meV/Å)": mse["force RMSE (meV/Å)"],
                    "train s": summary["train_seconds"]}
             if reference is not None:
                 model = frequencies(Path(tmp) / "_".join(combo), molecule, start, Path(tmp) / "vib" / "_".join(combo))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from siqml_cli.config import GROUPS
 from siqml_cli.errors import SiqmlError, fail
-from siqml_cli.paths import CONFIG_DIR
+from siqml_cli.paths import CONFIG_PACKAGE, CONFIG_PATH, config_options
 
 SWEEP_FILE = "multirun.yaml"  # Hydra's record of a sweep, in its folder
 
@@ -28,7 +28,8 @@ COMMANDS = {
     "vibrations": ("vibrations", "harmonic frequencies of a trained run next to the reference method's"),
     "report": (None, "summarise runs or a sweep (results/multirun/...): tables over seeds and MSE figures"),
 }
-LAUNCHERS = ("basic", "joblib", "submitit_local", "submitit_slurm")  # Hydra's and its plugins'; + configs/hydra/launcher
+# Hydra's launchers and its plugins'; configs/hydra/launcher adds its own
+LAUNCHERS = ("basic", "joblib", "submitit_local", "submitit_slurm")
 HELP_FLAGS = ("--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i")  # Hydra answers these without running
 COMPLETION_FLAGS = ("-sc", "--shell-completion")
 
@@ -64,8 +65,7 @@ def check_groups(overrides: list[str]) -> None:
         if not found:
             continue
         group, value = found
-        options = sorted({p.stem for p in (CONFIG_DIR / group).glob("*.yaml")}
-                         | (set(LAUNCHERS) if group == "hydra/launcher" else set()))
+        options = sorted(set(config_options(group)) | (set(LAUNCHERS) if group == "hydra/launcher" else set()))
         for choice in value.split(","):
             if choice and choice not in options:
                 raise SiqmlError(f"unknown {group} '{choice}'; choose one of: {', '.join(options)}")
@@ -73,14 +73,14 @@ def check_groups(overrides: list[str]) -> None:
 
 def compose_check(config_name: str, overrides: list[str]):
     """Compose the config once without running, to report bad keys or values as one line; returns it."""
-    from hydra import compose, initialize_config_dir
+    from hydra import compose, initialize_config_module
     from omegaconf.errors import ValidationError
 
     from siqml_cli.config import COMMAND_SCHEMAS, describe
 
     plain = [o for o in overrides if not o.startswith(("hydra.", "hydra/", "-"))]
     try:
-        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        with initialize_config_module(config_module=CONFIG_PACKAGE, version_base="1.3"):
             return compose(config_name=config_name, overrides=plain, return_hydra_config=True)
     except Exception as exc:  # Hydra and OmegaConf raise several types; all mean a bad override
         if isinstance(exc.__cause__, ValidationError):  # a value of the wrong type: the schema says which
@@ -174,14 +174,15 @@ def run_hydra(command: str, overrides: list[str]) -> None:
     import hydra
 
     from siqml_cli import tasks
+    from siqml_cli.precision import double_precision
 
-    task = tasks.TASKS[command]
+    task = double_precision()(tasks.TASKS[command])  # every command computes in double precision
     if any(o in ("--help", "-h") for o in overrides):  # Hydra would name the app after tasks.py
         overrides = [*overrides, f'hydra.help.header="siqml {command}: {COMMANDS[command][1]}"']
     # the completion script Hydra installs registers and calls the program named here
     program = "siqml" if any(o in COMPLETION_FLAGS for o in overrides) else f"siqml {command}"
     sys.argv = [program, *overrides]
-    hydra.main(config_path=str(CONFIG_DIR), config_name=COMMANDS[command][0], version_base="1.3")(task)()
+    hydra.main(config_path=CONFIG_PATH, config_name=COMMANDS[command][0], version_base="1.3")(task)()
 
 
 def shell_completion(flags: list[str]) -> None:

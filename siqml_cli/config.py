@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from enum import Enum
-from typing import Any, Dict, List, Optional, get_args, get_origin, get_type_hints
+from typing import Any, get_args, get_origin, get_type_hints
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -129,7 +129,7 @@ def _interval(key: str, value) -> tuple[float, float]:
 @dataclass
 class GenerateConfig:
     n: int = 1                                          # configurations `siqml data` samples
-    params: Dict[str, Any] = field(default_factory=dict)  # the molecule's sampling ranges
+    params: dict[str, Any] = field(default_factory=dict)  # the molecule's sampling ranges
 
     def __post_init__(self):
         _integer("molecule.generate.n", self.n, 1)
@@ -138,7 +138,7 @@ class GenerateConfig:
 @dataclass
 class MoleculeConfig:
     name: str = MISSING
-    species: List[str] = MISSING
+    species: list[str] = MISSING
     data: str = MISSING
     generate: GenerateConfig = field(default_factory=GenerateConfig)
 
@@ -159,9 +159,9 @@ class ModelConfig:
     observable: Observable = Observable.fixed
     alpha_init: float = 1.0
     output_margin: float = 0.1
-    output_range: Optional[List[float]] = None
+    output_range: list[float] | None = None
     features: Features = Features.internal
-    feature_range: List[float] = field(default_factory=lambda: [0.0, math.pi])
+    feature_range: list[float] = field(default_factory=lambda: [0.0, math.pi])
     periodize: bool = False
 
     def __post_init__(self):
@@ -170,7 +170,8 @@ class ModelConfig:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise SiqmlError(f"model.{key} must be a positive integer, got {value!r}")
         if not math.isfinite(self.alpha_init):
-            raise SiqmlError(f"model.alpha_init must be a number (where the encoding scales start), got {self.alpha_init!r}")
+            raise SiqmlError("model.alpha_init must be a number (where the encoding scales start), "
+                             f"got {self.alpha_init!r}")
         _within("model.output_margin", self.output_margin, high=0.5, open_high=True)
         if self.output_range is not None:
             _interval("model.output_range", self.output_range)
@@ -202,7 +203,7 @@ class OptimConfig:
 
     steps: int = 1000
     lr: float = 0.01
-    batch_size: Optional[int] = None
+    batch_size: int | None = None
     schedule: Schedule = Schedule.cosine
     lr_final_fraction: float = 0.05
     checkpoint_every: int = 100
@@ -221,17 +222,17 @@ class LabelKeys:
     """Where an extxyz file written by another tool keeps its labels (eV, eV/Å); None tries the usual
     keys (`siqml_cli.data.io.ENERGY_KEYS`, `FORCES_KEYS`)."""
 
-    energy_key: Optional[str] = None
-    forces_key: Optional[str] = None
+    energy_key: str | None = None
+    forces_key: str | None = None
 
 
 @dataclass
 class SplitConfig(LabelKeys):
     """The `data` node of `siqml train` (the `split` group)."""
 
-    path: Optional[str] = None
+    path: str | None = None
     train_fraction: float = 0.8
-    relevant_window: Optional[float] = None
+    relevant_window: float | None = None
 
     def __post_init__(self):
         _within("data.train_fraction", self.train_fraction, high=1.0, open_low=True)
@@ -243,7 +244,7 @@ class SplitConfig(LabelKeys):
 class NoiseModelConfig:
     """Aer noise: a named fake device's model, or depolarizing gate errors and readout flips."""
 
-    device: Optional[str] = None
+    device: str | None = None
     depolarizing_1q: float = 0.0
     depolarizing_2q: float = 0.0
     readout: float = 0.0
@@ -268,10 +269,10 @@ class MitigationConfig:
     default. The runtime judges the values (see `BackendConfig.__post_init__`)."""
 
     resilience_level: int = 0
-    measure_mitigation: Optional[bool] = None
-    zne_mitigation: Optional[bool] = None
+    measure_mitigation: bool | None = None
+    zne_mitigation: bool | None = None
     dynamical_decoupling: bool = False
-    twirling: Optional[bool] = None
+    twirling: bool | None = None
 
 
 @dataclass
@@ -281,8 +282,8 @@ class BackendConfig:
     applied after the keys above; the runtime checks them."""
 
     kind: BackendKind = BackendKind.statevector
-    name: Optional[str] = None
-    shots: Optional[int] = None
+    name: str | None = None
+    shots: int | None = None
     seed: int = 0
     optimization_level: int = 2
     forces: ForceMethod = ForceMethod.shift
@@ -290,7 +291,7 @@ class BackendConfig:
     configurations_per_job: int = 100
     noise: NoiseModelConfig = field(default_factory=NoiseModelConfig)
     mitigation: MitigationConfig = field(default_factory=MitigationConfig)
-    options: Dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
         if self.kind == BackendKind.statevector:
@@ -317,7 +318,8 @@ class BackendConfig:
             return "statevector"
         where = self.name
         if self.kind == BackendKind.aer:
-            where = f"aer-{self.noise.device}-noise" if self.noise.device else "aer-noisy" if self.noise.active else "aer"
+            where = (f"aer-{self.noise.device}-noise" if self.noise.device
+                     else "aer-noisy" if self.noise.active else "aer")
         label = f"{where}-{'exact' if self.shots is None else f'{self.shots}shots'}"
         if self.kind == BackendKind.aer:
             return label
@@ -357,7 +359,8 @@ def runtime_options(settings: BackendConfig):
         problems = exc.errors() if hasattr(exc, "errors") else [{"loc": (), "msg": str(exc)}]
         detail = "; ".join(f"{'.'.join(map(str, p['loc'])) or 'options'}: {' '.join(str(p['msg']).split())}"
                            for p in problems)
-        raise SiqmlError(f"the IBM runtime's Estimator refuses backend.mitigation / backend.options: {detail}") from None
+        raise SiqmlError(
+            f"the IBM runtime's Estimator refuses backend.mitigation / backend.options: {detail}") from None
     return options
 
 
@@ -394,9 +397,9 @@ class TrainCommand:
     data: SplitConfig = field(default_factory=SplitConfig)
     backend: BackendConfig = field(default_factory=BackendConfig)
     seed: int = 0
-    resume: Optional[str] = None
-    arm: Optional[ArmConfig] = None
-    experiment: Optional[ExperimentConfig] = None
+    resume: str | None = None
+    arm: ArmConfig | None = None
+    experiment: ExperimentConfig | None = None
 
     def __post_init__(self):
         _integer("seed", self.seed, 0)
@@ -404,19 +407,20 @@ class TrainCommand:
 
 @dataclass
 class EvaluationData(LabelKeys):
-    path: Optional[str] = None
-    max_configurations: Optional[int] = None
+    path: str | None = None
+    max_configurations: int | None = None
 
     def __post_init__(self):
         if self.max_configurations is not None and self.max_configurations < 1:
-            raise SiqmlError(f"data.max_configurations must be a positive integer or null, got {self.max_configurations!r}")
+            raise SiqmlError("data.max_configurations must be a positive integer or null, "
+                             f"got {self.max_configurations!r}")
 
 
 @dataclass
 class EvaluateCommand:
     run: str = MISSING
     data: EvaluationData = field(default_factory=EvaluationData)
-    out: Optional[str] = None
+    out: str | None = None
     backend: BackendConfig = field(default_factory=BackendConfig)
 
 
@@ -430,7 +434,7 @@ class SubmitCommand:
 @dataclass
 class RetrieveCommand:
     run: str = MISSING
-    submission: Optional[str] = None
+    submission: str | None = None
 
 
 @dataclass
@@ -453,11 +457,11 @@ class GenerateCommand:
     symmetry: SymmetryConfig = field(default_factory=SymmetryConfig)  # the molecule's model and training
     model: ModelConfig = field(default_factory=ModelConfig)           # defaults come along; unused here
     train: OptimConfig = field(default_factory=OptimConfig)
-    n: Optional[int] = None
+    n: int | None = None
     seed: int = 0
-    out: Optional[str] = None
-    input: Optional[str] = None
-    export: Optional[str] = None
+    out: str | None = None
+    input: str | None = None
+    export: str | None = None
     relabel: bool = True
     data: LabelKeys = field(default_factory=LabelKeys)  # of an extxyz input=
 
@@ -488,8 +492,8 @@ class MDConfig:
 @dataclass
 class MDCommand:
     run: str = MISSING
-    start: Optional[str] = None
-    out: Optional[str] = None
+    start: str | None = None
+    out: str | None = None
     seed: int = 0
     md: MDConfig = field(default_factory=MDConfig)
 
@@ -497,8 +501,8 @@ class MDCommand:
 @dataclass
 class VibrationsCommand:
     run: str = MISSING
-    start: Optional[str] = None
-    out: Optional[str] = None
+    start: str | None = None
+    out: str | None = None
     fmax: float = 1e-4    # eV/Å
     delta: float = 0.005  # Å
     reference: bool = True

@@ -31,7 +31,7 @@ class LabelScaler:
     out_hi: float
 
     @classmethod
-    def fit(cls, energies: np.ndarray, observable_range: tuple[float, float], margin: float) -> "LabelScaler":
+    def fit(cls, energies: np.ndarray, observable_range: tuple[float, float], margin: float) -> LabelScaler:
         lo, hi = observable_range
         width = hi - lo
         e_min, e_max = float(np.min(energies)), float(np.max(energies))

@@ -6,8 +6,8 @@ type, so the ASE calculator, `siqml evaluate` and `siqml retrieve` treat both al
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Mapping
 
 import numpy as np
 
@@ -27,7 +27,7 @@ class Prediction:
     def __len__(self) -> int:
         return len(self.energies)
 
-    def flagged(self, **flags: np.ndarray) -> "Prediction":
+    def flagged(self, **flags: np.ndarray) -> Prediction:
         """This prediction with more per-configuration flags."""
         for name, values in flags.items():
             if len(values) != len(self):

@@ -25,11 +25,12 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterator, TypeVar
+from typing import TypeVar
 
 import numpy as np
 
@@ -280,7 +281,7 @@ class RunFolder:
 
     @contextmanager
     def training(self, config_text: str, split: Split, data_path: str, identity: dict,
-                 **fields) -> Iterator["RunFolder"]:
+                 **fields) -> Iterator[RunFolder]:
         """Write the set-up files and mark the run `running`; on the way out mark it `failed` (an error) or
         `interrupted` (Ctrl-C, SIGTERM) unless `complete` was marked inside, and re-raise."""
         self.path.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,7 @@ from siqml_cli.config import CheckSymmetryCommand, parse_command
 from siqml_cli.data.generate import GENERATORS, sample
 from siqml_cli.errors import SiqmlError
 from siqml_cli.models import ModelSpec, build_model
+from siqml_cli.precision import double_precision
 from siqml_cli.simulate import Simulator, expectation_and_gradient, make_simulator
 
 TOLERANCE = 1e-10
@@ -33,6 +34,7 @@ def _relative(a, b) -> float:
     return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1.0))
 
 
+@double_precision()
 def invariance_errors(spec: ModelSpec, sim: Simulator, weights: dict, positions: np.ndarray,
                       seed: int = 0) -> dict[str, float]:
     """Relative errors of every check, over the batch `positions` (N, A, 3)."""
@@ -84,6 +86,7 @@ def expected_invariances(spec: ModelSpec) -> dict[str, bool]:
     return exact
 
 
+@double_precision()
 def symmetry_table(spec: ModelSpec, weights: dict, positions: np.ndarray, seed: int = 0) -> pd.DataFrame:
     sim = make_simulator(spec)
     errors = invariance_errors(spec, sim, weights, positions, seed)
@@ -103,7 +106,8 @@ def model_and_weights(settings: CheckSymmetryCommand) -> tuple[ModelSpec, dict]:
     trained run's own model and weights (read once)."""
     molecule, choice, seed = settings.molecule.name, settings.weights, settings.seed
     if choice in ("random", "init"):
-        spec = build_model(molecule, settings.symmetry.name, settings.model.layers, settings.model.blocks, settings.model)
+        model = settings.model
+        spec = build_model(molecule, settings.symmetry.name, model.layers, model.blocks, model)
         return spec, spec.random_weights(seed) if choice == "random" else spec.init_weights(seed)
     from siqml_cli.runs import RunFolder
 

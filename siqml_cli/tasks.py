@@ -15,7 +15,6 @@ from omegaconf import DictConfig
 from siqml_cli.errors import SiqmlError, fail
 from siqml_cli.runs import RunFolder
 
-
 logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)  # "no TPU" notes are not news
 for _chatty in ("qiskit", "qiskit_ibm_runtime", "qiskit_aer", "stevedore"):  # per-pass transpiler timings
     logging.getLogger(_chatty).setLevel(logging.WARNING)
@@ -43,7 +42,8 @@ def _cap_threads() -> None:
         os.environ.setdefault("OMP_NUM_THREADS", str(threads))
         flags = os.environ.get("XLA_FLAGS", "")
         if threads == 1 and "xla_cpu_multi_thread_eigen" not in flags:  # XLA has no flag for N > 1 threads
-            os.environ["XLA_FLAGS"] = f"{flags} --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1".strip()
+            single = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+            os.environ["XLA_FLAGS"] = f"{flags} {single}".strip()
     logging.getLogger("siqml").info("hydra/launcher=%s on %d cores: %d thread(s) per job (OMP_NUM_THREADS=%s, "
                                     "XLA_FLAGS=%s)", launcher, cores, threads, os.environ.get("OMP_NUM_THREADS", ""),
                                     os.environ.get("XLA_FLAGS", ""))

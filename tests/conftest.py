@@ -13,6 +13,15 @@ REPO = Path(__file__).resolve().parents[1]
 SIQML = Path(sys.executable).with_name("siqml")
 
 
+def pytest_configure(config) -> None:
+    """The tests call the library's numerics directly (jit, grad, the force field) and compare them to
+    Qiskit to 1e-10, so they run in double precision, as every `siqml` command does (cli.run_hydra);
+    siqml itself switches nothing on import (tests/test_package.py checks that in a fresh process)."""
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+
+
 @pytest.fixture(scope="session")
 def repo() -> Path:
     return REPO

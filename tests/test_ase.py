@@ -10,17 +10,17 @@ import pytest
 from ase import Atoms
 from ase.calculators.fd import calculate_numerical_forces
 from ase.io import read
-from hydra import compose, initialize_config_dir
+from hydra import compose, initialize_config_module
 from scipy.spatial.transform import Rotation
 
 from siqml_cli.ase import SIQMLCalculator
 from siqml_cli.errors import SiqmlError
-from siqml_cli.paths import CONFIG_DIR
+from siqml_cli.paths import CONFIG_PACKAGE
 from siqml_cli.train.run import train_run
 
 
 def trained(folder, molecule, *overrides):
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+    with initialize_config_module(config_module=CONFIG_PACKAGE, version_base="1.3"):
         cfg = compose(config_name="train", overrides=[f"+molecule={molecule}", "train.steps=40", *overrides])
     train_run(cfg, folder, progress=False)
     return folder

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
@@ -29,8 +30,9 @@ from siqml_cli.backends.shift import AngleCircuit
 from siqml_cli.errors import SiqmlError
 from siqml_cli.forcefield import ForceField, LabelScaler
 from siqml_cli.models import blocks, build_model
-from siqml_cli.paths import REPO_ROOT
 from siqml_cli.runs import SPLIT_FILE, RunFolder
+
+REPO_ROOT = Path(__file__).resolve().parents[1]  # the checkout: its data/ and configs/
 
 SCALER = LabelScaler(e_min=-8.0, e_max=-7.0, out_lo=-2.6, out_hi=0.6)  # a non-trivial slope and offset
 

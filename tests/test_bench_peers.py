@@ -22,7 +22,8 @@ def bench():
 
 
 def _agree(bench, impl, model):
-    pytest.importorskip({"pennylane": "pennylane", "pennylane_demo": "pennylane", "tensorcircuit": "tensorcircuit"}[impl])
+    module = {"pennylane": "pennylane", "pennylane_demo": "pennylane", "tensorcircuit": "tensorcircuit"}[impl]
+    pytest.importorskip(module)
     from siqml_cli.models import build_model
 
     case = bench.MAIN_MODELS[model]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+from pathlib import Path
 
 import ase.io
 import h5py
@@ -13,7 +14,8 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from siqml_cli.data import Dataset, read_dataset, write_dataset
-from siqml_cli.paths import REPO_ROOT
+
+REPO_ROOT = Path(__file__).resolve().parents[1]  # the checkout: its data/ and configs/
 
 SHORT = ["train.steps=30", "train.checkpoint_every=10"]
 
@@ -149,9 +151,11 @@ def _mixed_dimer_file(tmp_path):
     (["+molecule=lih", "NAN_FILE"], "NaN or infinite coordinates"),
     (["+molecule=water_dimer", "MIXED_DIMER"], "atoms are O-O-H-H-H-H but molecule 'water_dimer' needs O-H-H-O-H-H"),
     (["+molecule=h2o", "symmetry=none", "model.features=polar"], "model.features"),
-    (["+molecule=water_dimer", "symmetry=none"], "symmetry=none (the generic VQLM baseline) is not available for water_dimer"),
+    (["+molecule=water_dimer", "symmetry=none"],
+     "symmetry=none (the generic VQLM baseline) is not available for water_dimer"),
     (["+molecule=water_dimer", "model.frame=com"], "model.frame must be one of midpoint, bonds"),
-    (["+molecule=h2o", "model.frame=bonds"], "model.frame, model.atom_readout and model.observable apply to the water dimer"),
+    (["+molecule=h2o", "model.frame=bonds"],
+     "model.frame, model.atom_readout and model.observable apply to the water dimer"),
     (["+molecule=lih", "model.observable=trained"], "model.observable apply to the water dimer only"),
     (["+molecule=water_dimer", "model.observable=learned"], "model.observable must be one of fixed, trained"),
     (["+molecule=h2o", "model.alpha_init=big"], "model.alpha_init must be a number"),

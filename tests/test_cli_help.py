@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
 
 from siqml_cli.cli import COMMANDS
-from siqml_cli.paths import CONFIG_DIR
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"  # the checkout's config tree
 
 HYDRA_COMMANDS = [name for name, (config, _) in COMMANDS.items() if config is not None]
 

@@ -5,6 +5,7 @@ YAML files' defaults (so `--help` shows what the code assumes)."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
@@ -12,7 +13,8 @@ from omegaconf import OmegaConf
 from siqml_cli import config
 from siqml_cli.cli import preflight
 from siqml_cli.errors import SiqmlError
-from siqml_cli.paths import CONFIG_DIR
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"  # the checkout's config tree
 
 #: (command, overrides, the start of the one-line message): every range check of the schema
 RANGE_CHECKS = [
@@ -39,7 +41,8 @@ RANGE_CHECKS = [
     ("train", ["backend=aer", "backend.shots=0"], "backend.shots must be an integer >= 1 or null"),
     ("train", ["backend=aer", "backend.seed=-1"], "backend.seed must be an integer >= 0"),
     ("train", ["backend=aer", "backend.optimization_level=4"], "backend.optimization_level must be 0, 1, 2 or 3"),
-    ("train", ["backend=aer", "backend.configurations_per_job=0"], "backend.configurations_per_job must be an integer >= 1"),
+    ("train", ["backend=aer", "backend.configurations_per_job=0"],
+     "backend.configurations_per_job must be an integer >= 1"),
     ("train", ["backend=aer", "backend.finite_difference_step=0"], "backend.finite_difference_step must be a positive"),
     ("train", ["backend=aer", "backend.noise.readout=1"], "backend.noise.readout must be a probability in [0, 1)"),
     ("train", ["backend=aer", "backend.noise.device=fake_manila", "backend.noise.readout=0.1"],

@@ -3,17 +3,29 @@ positions, and its figure."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from omegaconf import OmegaConf
 from scipy.spatial.transform import Rotation
 
 from siqml_cli.data import read_dataset
-from siqml_cli.data.generate import (CUT_ATOM, CUT_FIXED, WATER_DIMER_MINIMUM, align_on_minimum, cut_displacement,
-                                     cut_geometry, force_along_cut, label_dft, sample)
+from siqml_cli.data.generate import (
+    CUT_ATOM,
+    CUT_FIXED,
+    WATER_DIMER_MINIMUM,
+    align_on_minimum,
+    cut_displacement,
+    cut_geometry,
+    force_along_cut,
+    label_dft,
+    sample,
+)
 from siqml_cli.models import build_model
-from siqml_cli.paths import REPO_ROOT
 from siqml_cli.report.figures import plot_cut_curve
+
+REPO_ROOT = Path(__file__).resolve().parents[1]  # the checkout: its data/ and configs/
 
 CUT = REPO_ROOT / "data" / "water_dimer_cut.h5"
 GENERATE = OmegaConf.to_container(OmegaConf.load(REPO_ROOT / "configs" / "molecule" / "water_dimer_cut.yaml"))[

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import ase.io
 import h5py
 import numpy as np
-from omegaconf import OmegaConf
 import pytest
+from omegaconf import OmegaConf
 
 from siqml_cli.data import Dataset, read_dataset, write_dataset, write_predictions
 from siqml_cli.data.generate import generate, label_dft, label_lih, sample
 from siqml_cli.errors import SiqmlError
 from siqml_cli.prediction import Prediction
-from siqml_cli.paths import REPO_ROOT
+
+REPO_ROOT = Path(__file__).resolve().parents[1]  # the checkout: its data/ and configs/
 
 LIH = REPO_ROOT / "data" / "lih.h5"
 H2O = REPO_ROOT / "data" / "h2o.h5"

@@ -5,6 +5,7 @@ share weights over an orbit."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -18,10 +19,11 @@ from siqml_cli.errors import SiqmlError
 from siqml_cli.models import blocks, build_model
 from siqml_cli.models.spec import Coupling, orbit_components
 from siqml_cli.models.water_dimer import GROUP_GENERATORS
-from siqml_cli.paths import REPO_ROOT
 from siqml_cli.simulate import Simulator
 from siqml_cli.simulate.statevector import fuse_layer
 from siqml_cli.symmetry import symmetry_table
+
+REPO_ROOT = Path(__file__).resolve().parents[1]  # the checkout: its data/ and configs/
 
 PARAMS = {"r_oh": (0.92, 1.06), "angle_deg": (98.0, 112.0), "r_oo": (2.65, 3.5)}
 

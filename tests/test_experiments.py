@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from siqml_cli.cli import preflight, preset_arms
-from siqml_cli.paths import CONFIG_DIR
+from siqml_cli.paths import config_options
 
-PRESETS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
+PRESETS = config_options("experiment")
 
 
 def test_the_paper_has_five_presets():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from pathlib import Path
 
 import ase.io
 import jax
@@ -24,9 +25,10 @@ from siqml_cli.data import read_dataset
 from siqml_cli.errors import SiqmlError
 from siqml_cli.forcefield import ForceField, LabelScaler
 from siqml_cli.models import build_model
-from siqml_cli.paths import REPO_ROOT
 from siqml_cli.simulate import GenericSimulator, expectation_and_gradient, make_simulator
 from siqml_cli.symmetry import symmetry_table
+
+REPO_ROOT = Path(__file__).resolve().parents[1]  # the checkout: its data/ and configs/
 
 VARIANTS = [("lih", "internal"), ("h2o", "internal"), ("lih", "cartesian"), ("h2o", "cartesian")]
 SCALER = LabelScaler(e_min=-8.0, e_max=-7.0, out_lo=-0.8, out_hi=0.8)
@@ -67,7 +69,8 @@ def test_forces_are_minus_finite_differences_and_sum_to_zero(molecule, features)
         for axis in range(3):
             step = np.zeros_like(x)
             step[:, atom, axis] = h
-            fd[:, atom, axis] = (np.asarray(energy(weights, x + step)) - np.asarray(energy(weights, x - step))) / (2 * h)
+            difference = np.asarray(energy(weights, x + step)) - np.asarray(energy(weights, x - step))
+            fd[:, atom, axis] = difference / (2 * h)
     np.testing.assert_allclose(grad, fd, rtol=0, atol=1e-7 * max(1.0, np.abs(fd).max()))
     np.testing.assert_allclose(grad.sum(axis=1), 0.0, atol=1e-12)
     assert np.abs(grad).max() > 1e-3  # the check is not vacuous
@@ -211,7 +214,8 @@ def test_check_symmetry_marks_what_the_generic_model_lacks(siqml):
 
 
 def test_water_dimer_has_no_generic_model(siqml, tmp_path):
-    result = siqml("train", "+molecule=water_dimer", "symmetry=none", "train.steps=1", f"hydra.run.dir={tmp_path / 'r'}")
+    result = siqml("train", "+molecule=water_dimer", "symmetry=none", "train.steps=1",
+                   f"hydra.run.dir={tmp_path / 'r'}")
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "symmetry=none" in lines[0] and "water_dimer" in lines[0], result.stderr

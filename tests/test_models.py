@@ -32,7 +32,7 @@ from qiskit.quantum_info import Operator, Statevector
 from scipy.spatial.transform import Rotation
 from scipy.stats import unitary_group
 
-from siqml_cli.models import build_model, blocks
+from siqml_cli.models import blocks, build_model
 from siqml_cli.models.spec import Coupling, Encoding
 from siqml_cli.simulate import Simulator, expectation_and_gradient
 

@@ -7,10 +7,28 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from siqml_cli.report import (force_along_bond, mse_table, plot_energy_parity, plot_force_parity, plot_lih_curve,
-                              plot_loss_curves, reference_variances, relative_errors, write_mse_tables)
-from siqml_cli.report.tables import (ENERGY_MAE, ENERGY_MSE, ENERGY_RMSE, FORCE_MSE, FORCE_RMSE, N_CONFIGS,
-                                     REL_ENERGY, REL_FORCE, ROWS)
+from siqml_cli.report import (
+    force_along_bond,
+    mse_table,
+    plot_energy_parity,
+    plot_force_parity,
+    plot_lih_curve,
+    plot_loss_curves,
+    reference_variances,
+    relative_errors,
+    write_mse_tables,
+)
+from siqml_cli.report.tables import (
+    ENERGY_MAE,
+    ENERGY_MSE,
+    ENERGY_RMSE,
+    FORCE_MSE,
+    FORCE_RMSE,
+    N_CONFIGS,
+    REL_ENERGY,
+    REL_FORCE,
+    ROWS,
+)
 
 
 def _split(rng, n, atoms=2, e_err=0.01, f_err=0.05, forces=True):

@@ -129,3 +129,16 @@ def test_slurm_launcher_writes_the_sbatch_script(siqml, tmp_path, monkeypatch):
     script = (tmp_path / "job.sh").read_text()
     for line in ("--array=0-1", "--partition=debug", "--time=30", "--cpus-per-task=4", "--mem=8GB"):
         assert f"#SBATCH {line}" in script, line
+
+
+def test_sweep_jobs_are_numbered_as_hydras_basic_sweeper_does():
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from siqml_cli.report.summary import sweep_product
+
+    parsed = OverridesParser.create().parse_overrides(["+molecule=lih", "seed=0,1", "noise.sigma=0,0.01", "seed=5,6"])
+    assert sweep_product(parsed) == [  # a repeated key keeps its place and takes the later values
+        ["+molecule=lih", "seed=5", "noise.sigma=0"], ["+molecule=lih", "seed=5", "noise.sigma=0.01"],
+        ["+molecule=lih", "seed=6", "noise.sigma=0"], ["+molecule=lih", "seed=6", "noise.sigma=0.01"]]
+    with pytest.raises(ValueError, match="lists of values"):
+        sweep_product(OverridesParser.create().parse_overrides(["train.lr=interval(0.1,1)"]))

@@ -26,8 +26,7 @@ from qiskit.circuit import ParameterExpression, ParameterVector
 
 from siqml_cli.errors import SiqmlError
 from siqml_cli.models.spec import ModelSpec
-
-jax.config.update("jax_enable_x64", True)
+from siqml_cli.precision import double_precision
 
 #: Gates whose every angle a enters as exp(-i a P / 2) for a Pauli string P (U and P up to a global phase).
 SHIFTABLE = frozenset({"rx", "ry", "rz", "rxx", "ryy", "rzz", "rzx", "p", "u"})
@@ -60,7 +59,7 @@ class AngleCircuit:
     offsets: np.ndarray       # (n_angles,)
 
     @classmethod
-    def build(cls, parametric: QuantumCircuit) -> "AngleCircuit":
+    def build(cls, parametric: QuantumCircuit) -> AngleCircuit:
         source = shift_ready(parametric)
         parameters = list(parametric.parameters)
         index = {p: j for j, p in enumerate(parameters)}
@@ -114,6 +113,7 @@ class ShiftPlan:
     differences of f in each Cartesian coordinate, step `step` Å) or `none` (energies only).
     """
 
+    @double_precision()
     def __init__(self, spec: ModelSpec, weights: dict, forces: str = "shift", step: float = 1e-3):
         self.spec, self.weights, self.forces, self.step = spec, weights, forces, step
         parametric, _ = spec.to_qiskit()
@@ -156,6 +156,7 @@ class ShiftPlan:
             out[:, 2 + 2 * i, k] -= SHIFT
         return out
 
+    @double_precision()
     def derivatives(self, positions: np.ndarray, evs: np.ndarray, stds: np.ndarray) -> Derivatives:
         """f, df/dx and their standard errors from the expectation values of `rows(positions)`."""
         positions = np.asarray(positions, dtype=float)

@@ -19,7 +19,9 @@ def data_command(cfg: DictConfig) -> None:
     molecule = settings.molecule.name  # `siqml` checked that +molecule is given
     if molecule not in GENERATORS:
         raise SiqmlError(f"no reference generator for '{molecule}'")
-    out = Path(settings.out) if settings.out else resolve_input(settings.molecule.data)
+    # written relative to the working directory (in a checkout: the repository's data/), never into the
+    # installed package; an export-only run reads the shipped set when there is no local one
+    out = Path(settings.out) if settings.out else Path(settings.molecule.data)
     for key, target in (("out", out), ("export", settings.export)):
         if target and Path(target).is_dir():
             example = Path(target) / f"{molecule}.h5"
@@ -34,8 +36,8 @@ def data_command(cfg: DictConfig) -> None:
         else:
             data = generate(molecule, len(given), settings.seed, {"input": str(given.source)}, out,
                             positions=given.positions)
-    elif out.exists() and settings.export and not settings.n:
-        data = read_dataset(out, molecule)  # export only: the set already exists
+    elif settings.export and not settings.n and resolve_input(out).exists():
+        data = read_dataset(resolve_input(out), molecule)  # export only: the set already exists
     else:
         data = generate(molecule, settings.n or settings.molecule.generate.n, settings.seed, params, out)
     if settings.export:

@@ -8,10 +8,10 @@ and renames the finished file into place.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from scipy.spatial.transform import Rotation

@@ -45,12 +45,12 @@ class Dataset:
     def has_labels(self) -> bool:
         return self.energies is not None
 
-    def subset(self, index: np.ndarray) -> "Dataset":
+    def subset(self, index: np.ndarray) -> Dataset:
         pick = lambda a: None if a is None else a[index]  # noqa: E731
         return Dataset(self.species, self.positions[index], pick(self.energies), pick(self.forces),
                        dict(self.attrs), self.source)
 
-    def check(self, molecule: str | None = None) -> "Dataset":
+    def check(self, molecule: str | None = None) -> Dataset:
         """Raise a SiqmlError naming the file and the problem if this data cannot be used."""
         where = self.source
         n_atoms = len(self.species)

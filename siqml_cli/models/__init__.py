@@ -46,7 +46,8 @@ def build_model(molecule: str, symmetry: str, layers: int, blocks: int, options=
     if symmetry == "none":
         fitted = {k: raw[k] for k in generic.FITTED if raw.get(k) is not None}
         return generic.build(molecule, layers, blocks, model, **fitted)
-    dimer_options = {"frame": model.frame.value, "atom_readout": model.atom_readout, "observable": model.observable.value}
+    dimer_options = {"frame": model.frame.value, "atom_readout": model.atom_readout,
+                     "observable": model.observable.value}
     if molecule.startswith("water_dimer"):
         spec = BUILDERS[molecule](layers, blocks, symmetry, **dimer_options)
     elif model.frame != "midpoint" or model.atom_readout or model.observable != "fixed":

@@ -18,10 +18,9 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from qiskit import QuantumCircuit
@@ -32,8 +31,7 @@ from siqml_cli.config import ModelConfig
 from siqml_cli.data.schema import MOLECULE_SPECIES
 from siqml_cli.errors import SiqmlError
 from siqml_cli.models import h2o, lih
-
-jax.config.update("jax_enable_x64", True)
+from siqml_cli.precision import double_precision
 
 #: what a trained model adds to its options: the feature scaling fitted on its training split
 FITTED = ("feature_min", "feature_max")
@@ -189,7 +187,8 @@ class GenericSpec:
 
     # ------------------------------------------------------------------ features
 
-    def fit(self, positions: np.ndarray) -> "GenericSpec":
+    @double_precision()
+    def fit(self, positions: np.ndarray) -> GenericSpec:
         """This model with the min-max feature scaling fitted on `positions` (the training split)."""
         raw = np.asarray(self.feature_map.raw(jnp.asarray(np.asarray(positions, dtype=float))))
         low, high = raw.min(axis=0), raw.max(axis=0)
@@ -199,6 +198,7 @@ class GenericSpec:
                              f"configuration, so it cannot be scaled; use other data or model.features=internal")
         return dataclasses.replace(self, feature_min=tuple(map(float, low)), feature_max=tuple(map(float, high)))
 
+    @double_precision()
     def scaled_features(self, positions):
         """Positions (..., A, 3) -> the RY angles of the F features (..., F), in JAX."""
         if self.feature_min is None:
@@ -213,6 +213,7 @@ class GenericSpec:
         reads no weights; `weights` is taken for the interface `ModelSpec` shares."""
         return lambda positions: self.scaled_features(positions[None])[0]
 
+    @double_precision()
     def training_copies(self, positions: np.ndarray, energies: np.ndarray, forces: np.ndarray | None):
         """The training set, and with `periodize` its mirrored copies (Kiss et al. 2022's "periodized" data).
 
@@ -284,6 +285,7 @@ class GenericSpec:
             encode()
         return qc, self.observable()
 
+    @double_precision()
     def parameter_values(self, circuit: QuantumCircuit, weights: dict, positions: np.ndarray) -> np.ndarray:
         """Values for `circuit.parameters`, one row per configuration (Estimator V2 parameter arrays)."""
         positions = np.asarray(positions, dtype=float).reshape(-1, len(self.species), 3)

@@ -39,7 +39,8 @@ def bond_graph(species, positions, tolerance: float = BOND_TOLERANCE) -> nx.Grap
     try:
         atoms = Atoms(symbols=list(species), positions=positions)
     except (KeyError, ValueError) as err:
-        raise SiqmlError(f"unknown element in {'-'.join(species)} ({err}): use chemical symbols such as H, C, N, O") from None
+        raise SiqmlError(f"unknown element in {'-'.join(species)} ({err}): use chemical symbols such as "
+                         "H, C, N, O") from None
     first, second = neighbor_list("ij", atoms, natural_cutoffs(atoms, mult=tolerance))
     graph = nx.Graph()
     graph.add_nodes_from((k, {"element": element}) for k, element in enumerate(species))

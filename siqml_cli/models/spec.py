@@ -7,8 +7,8 @@ they cannot drift apart.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 from qiskit import QuantumCircuit
@@ -140,7 +140,7 @@ class ModelSpec:
 
     # ------------------------------------------------------------------ data (the interface GenericSpec shares)
 
-    def fit(self, positions: np.ndarray) -> "ModelSpec":
+    def fit(self, positions: np.ndarray) -> ModelSpec:
         """A siVQLM takes Cartesian positions as they are: nothing to fit on the training split."""
         return self
 

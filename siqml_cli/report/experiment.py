@@ -89,10 +89,10 @@ def experiment_settings(folder: Path) -> tuple[dict, list[str], dict[str, str]]:
 
 
 def _arm_label(arm: str) -> str:
-    from siqml_cli.paths import CONFIG_DIR
+    from siqml_cli.paths import config_files
 
-    path = CONFIG_DIR / "arm" / f"{arm}.yaml"
-    label = OmegaConf.select(OmegaConf.load(path), "arm.label") if path.is_file() else None
+    path = config_files().joinpath("arm", f"{arm}.yaml")
+    label = OmegaConf.select(OmegaConf.create(path.read_text()), "arm.label") if path.is_file() else None
     return str(label or arm)
 
 

@@ -1,21 +1,19 @@
 """Figures for training runs: loss curves, energy/force parity plots, the LiH bond curve and the water
 dimer cut (cf. Figs. 4, 8).
 
-Inputs are in physical units (eV, eV/Å, Å); errors are shown in meV and meV/Å. Uses the Agg backend
-so it runs headless, closes every figure after saving, and saves atomically (temp file + os.replace).
+Inputs are in physical units (eV, eV/Å, Å); errors are shown in meV and meV/Å. Figures are
+`matplotlib.figure.Figure` objects drawn by the Agg canvas, not pyplot's: they need no display,
+leave the caller's backend and pyplot's figure list alone, and are freed with their last reference.
+Saves are atomic (temp file + os.replace).
 """
 from __future__ import annotations
 
-from pathlib import Path
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from siqml_cli.data.io import atomic_path  # noqa: E402
+from siqml_cli.data.io import atomic_path
 
 DPI = 150
 COMPONENTS = ("x", "y", "z")
@@ -26,13 +24,17 @@ def _rmse_milli(pred, ref) -> float:
     return 1e3 * float(np.sqrt(np.mean((np.asarray(pred, float) - np.asarray(ref, float)) ** 2)))
 
 
+def _subplots(*args, figsize: tuple[float, float], **kwargs):
+    """`pyplot.subplots` without pyplot: a figure on its own Agg canvas, and its axes."""
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(*args, **kwargs)
+
+
 def _save(fig, path) -> None:
-    """Atomic PNG save, so a crash or a concurrent reader never sees a truncated image; always closes fig."""
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight")
-    finally:
-        plt.close(fig)
+    """Atomic PNG save, so a crash or a concurrent reader never sees a truncated image."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight")
 
 
 def _relative_energy_label(which: str, zero: float) -> str:
@@ -54,7 +56,7 @@ def _diagonal(ax, values) -> None:
 
 def plot_loss_curves(metrics: pd.DataFrame, path) -> None:
     """Total/energy/force loss vs step on a log axis; columns that are absent or all NaN are skipped."""
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = _subplots(figsize=(6, 4))
     steps = np.asarray(metrics["step"], float)
     any_positive = False
     for col, label in (("loss", "total"), ("energy_loss", "energy"), ("force_loss", "force")):
@@ -77,7 +79,7 @@ def plot_loss_curves(metrics: pd.DataFrame, path) -> None:
 
 def plot_energy_parity(pred: dict[str, np.ndarray], ref: dict[str, np.ndarray], path) -> None:
     """Predicted vs reference energy per split; the legend carries each split's RMSE in meV."""
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig, ax = _subplots(figsize=(5, 5))
     values = []
     zero = min(float(np.min(e)) for e in ref.values())
     for split, e_pred in pred.items():
@@ -98,7 +100,7 @@ def plot_force_parity(pred: dict[str, np.ndarray], ref: dict[str, np.ndarray], p
     """One panel per Cartesian component (anisotropic errors show up); legends give per-component RMSE,
     the title the overall RMSE per split. Splits whose forces are None are skipped."""
     splits = [s for s in pred if pred[s] is not None and ref.get(s) is not None]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4.6))
+    fig, axes = _subplots(1, 3, figsize=(13, 4.6))
     overall = []
     for split in splits:
         f_pred = np.asarray(pred[split], float).reshape(-1, 3)
@@ -155,8 +157,8 @@ def plot_cut_curve(disp_ref, energy_ref, disp_grid, energy_pred_grid, path,
 def _plot_curve(x_ref, energy_ref, x_grid, energy_pred_grid, path, forces_ref, forces_pred_grid, x_train,
                 title: str, xlabel: str, force_label: str, model_label: str) -> None:
     with_forces = forces_ref is not None or forces_pred_grid is not None
-    fig, axes = plt.subplots(2 if with_forces else 1, 1, sharex=True, squeeze=False,
-                             figsize=(6, 6.5 if with_forces else 4))
+    fig, axes = _subplots(2 if with_forces else 1, 1, sharex=True, squeeze=False,
+                          figsize=(6, 6.5 if with_forces else 4))
     ax_e = axes[0, 0]
     ax_e.plot(x_grid, energy_pred_grid, color="C0", lw=1.5, label=model_label)
     ax_e.scatter(x_ref, energy_ref, color="k", s=14, zorder=3, label="reference")
@@ -187,7 +189,7 @@ def _plot_curve(x_ref, energy_ref, x_grid, energy_pred_grid, path, forces_ref, f
 def plot_md_energies(energies: pd.DataFrame, path) -> None:
     """Kinetic, potential and total energy over time, relative to the start (meV), and temperature."""
     t = energies["time_fs"].to_numpy() / 1000
-    fig, (ax_e, ax_t) = plt.subplots(2, 1, sharex=True, figsize=(6, 5.5))
+    fig, (ax_e, ax_t) = _subplots(2, 1, sharex=True, figsize=(6, 5.5))
     for column, label in (("ekin_eV", "kinetic"), ("epot_eV", "potential"), ("etot_eV", "total")):
         values = energies[column].to_numpy()
         ax_e.plot(t, (values - values[0]) * 1e3, label=label, lw=1.2 if column == "etot_eV" else 0.8)
@@ -215,7 +217,7 @@ def plot_sweep_mse(summary: pd.DataFrame, x: str, lines: list[str], path) -> Non
     numeric = bool(len(xs)) and all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in xs)
     categories = list(dict.fromkeys(map(str, xs))) if not numeric else []
     positive = numeric and (np.asarray(xs, float) > 0).sum() >= 2
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, axes = _subplots(1, 2, figsize=(11, 4.2))
     groups = data.groupby([data[c].astype(str) for c in lines], sort=False) if lines else [((), data)]
     for i, (name, part) in enumerate(groups):
         name = name if isinstance(name, tuple) else (name,)
@@ -263,8 +265,8 @@ def plot_curves(xlabel: str, title: str, grid, curves: dict, x_ref, energy_ref, 
     eV/Å; the reference is given at `x_ref` (force panel drawn when `force_ref` is not None).
     """
     with_forces = force_ref is not None
-    fig, axes = plt.subplots(2 if with_forces else 1, 1, sharex=True, squeeze=False,
-                             figsize=(6.5, 6.5 if with_forces else 4))
+    fig, axes = _subplots(2 if with_forces else 1, 1, sharex=True, squeeze=False,
+                          figsize=(6.5, 6.5 if with_forces else 4))
     for i, (label, (energy, force)) in enumerate(curves.items()):
         axes[0, 0].plot(grid, energy, color=f"C{i}", lw=1.5, label=label)
         if with_forces:
@@ -289,7 +291,7 @@ def plot_model_parity(predictions: dict, path) -> None:
     (Figs. 6, 7). `predictions` maps a label to (reference Dataset, energies (N,), forces (N, A, 3))."""
     n = len(predictions)
     with_forces = all(ref.forces is not None for ref, _, _ in predictions.values())
-    fig, axes = plt.subplots(2 if with_forces else 1, n, squeeze=False, figsize=(4 * n, 7.5 if with_forces else 4))
+    fig, axes = _subplots(2 if with_forces else 1, n, squeeze=False, figsize=(4 * n, 7.5 if with_forces else 4))
     for k, (label, (ref, energies, forces)) in enumerate(predictions.items()):
         ax = axes[0, k]
         zero = float(np.min(ref.energies))

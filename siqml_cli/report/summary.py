@@ -89,7 +89,6 @@ def find_runs(paths: list[Path]) -> tuple[list[Path], list[Path]]:
 
 def sweep_jobs(sweep: Path) -> list[list[str]]:
     """The overrides of every job of a basic-sweeper Hydra sweep, in job-number order ([] if unknown)."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from omegaconf import OmegaConf
 
@@ -100,11 +99,25 @@ def sweep_jobs(sweep: Path) -> list[list[str]]:
             return []
         params = OmegaConf.select(conf, "hydra.sweeper.params") or {}
         arguments = [f"{k}={v}" for k, v in params.items()] + list(OmegaConf.select(conf, "hydra.overrides.task"))
-        batches = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(arguments), None)
-        return [list(job) for batch in batches for job in batch]
+        return sweep_product(OverridesParser.create().parse_overrides(arguments))
     except Exception as exc:  # an unreadable multirun.yaml costs only the list of missing jobs
         warn(f"{sweep / SWEEP_FILE}: cannot list the sweep's jobs ({exc})")
         return []
+
+
+def sweep_product(overrides) -> list[list[str]]:
+    """The jobs of parsed overrides as Hydra's basic sweeper numbers them: the Cartesian product of each
+    key's values (a later override of a key replaces an earlier one), the first key varying slowest."""
+    choices: dict[str, list[str]] = {}
+    for override in overrides:
+        key = override.get_key_element()
+        if override.is_sweep_override():
+            if not override.is_discrete_sweep():
+                raise ValueError(f"{override.input_line}: the basic sweeper takes only lists of values")
+            choices[key] = [f"{key}={value}" for value in override.sweep_string_iterator()]
+        else:
+            choices[key] = [f"{key}={override.get_value_element_as_str()}"]
+    return [list(job) for job in itertools.product(*choices.values())]
 
 
 def _job_num(run: Path) -> int | None:
@@ -121,13 +134,13 @@ def _job_num(run: Path) -> int | None:
 
 def _config_from_overrides(overrides: list[str]) -> dict:
     """The composed train config of a job that left no folder; the overrides alone if it does not compose."""
-    from hydra import compose, initialize_config_dir
+    from hydra import compose, initialize_config_module
     from omegaconf import OmegaConf
 
-    from siqml_cli.paths import CONFIG_DIR
+    from siqml_cli.paths import CONFIG_PACKAGE
 
     try:
-        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        with initialize_config_module(config_module=CONFIG_PACKAGE, version_base="1.3"):
             cfg = compose(config_name="train", overrides=overrides)
         return _flatten(OmegaConf.to_container(cfg, resolve=True))
     except Exception:
@@ -289,10 +302,11 @@ def to_markdown(summary: pd.DataFrame, table: pd.DataFrame, paths: list[Path], f
     metric_cols = [("test energy MSE (eV²)", "test_energy_mse"), ("test force MSE (eV²/Å²)", "test_force_mse"),
                    ("test E MSE/Var", "test_energy_mse_rel"), ("test F MSE/Var", "test_force_mse_rel"),
                    ("train energy MSE (eV²)", "train_energy_mse"), ("train force MSE (eV²/Å²)", "train_force_mse")]
+    swept = ", ".join(f"`{c}`" for c in groups + (["seed"] if table["seed"].nunique() > 1 else []))
     lines = ["# Sweep summary", "",
              f"Runs under: {', '.join(f'`{p}`' for p in paths)}  ",
              f"{len(table)} runs: " + ", ".join(f"{n} {s}" for s, n in table["status"].value_counts().items()) + "  ",
-             f"Swept: {', '.join(f'`{c}`' for c in groups + (['seed'] if table['seed'].nunique() > 1 else [])) or 'nothing'}"
+             f"Swept: {swept or 'nothing'}"
              "; mean ± std (sample std) over the complete runs of each group (seeds).", ""]
     groups_table = pd.DataFrame({
         **{k: summary[k].map(_cell) for k in keys},

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from siqml_cli.errors import SiqmlError
+from siqml_cli.precision import double_precision
 from siqml_cli.runs import CHECKPOINT_FILE, Checkpoint, RunFolder
 from siqml_cli.simulate import Simulator, expectation_and_gradient
 
@@ -130,6 +131,7 @@ def fresh_state(weights: dict, s: LoopSettings, real=None):
     return weights, make_optimizer(s).init(weights)
 
 
+@double_precision()
 def run_loop(sim: Simulator, data: TrainingSet, weights: dict, s: LoopSettings, run: RunFolder,
              resume: bool = False, progress: bool = True) -> LoopResult:
     """Train from `weights` (or from the run's checkpoint when resuming), checkpointing into `run`."""

@@ -26,6 +26,7 @@ from siqml_cli.backends.settings import BackendSettings
 from siqml_cli.backends.shift import shift_ready
 from siqml_cli.errors import SiqmlError
 from siqml_cli.models.spec import ModelSpec
+from siqml_cli.precision import double_precision
 from siqml_cli.train.loop import METRIC_COLUMNS, LoopResult, LoopSettings, TrainingSet, make_optimizer
 
 log = logging.getLogger("siqml")
@@ -71,6 +72,7 @@ class QnnModel:
     def _encodings(self, weights, positions) -> jnp.ndarray:
         return jax.vmap(self.spec.encoding_function(weights))(jnp.asarray(positions))[:, self.enc_index]
 
+    @double_precision()
     def loss_and_gradient(self, weights: dict, positions: np.ndarray, targets: np.ndarray) -> tuple[float, dict]:
         """Energy MSE (scaled units) and its gradient for every entry of `weights`."""
         as_jax = {k: jnp.asarray(v, dtype=jnp.float64) for k, v in weights.items()}
@@ -96,6 +98,7 @@ class QnnModel:
         return float(np.mean((f - targets) ** 2)), grads
 
 
+@double_precision()
 def run_qnn_loop(spec: ModelSpec, data: TrainingSet, weights: dict, s: LoopSettings, settings: BackendSettings):
     """Adam on the EstimatorQNN's loss; returns a `LoopResult` like `run_loop`."""
     if s.force_weight > 0:

@@ -11,8 +11,16 @@ from omegaconf import DictConfig, OmegaConf
 
 from siqml_cli.config import GROUPS
 from siqml_cli.errors import SiqmlError
-from siqml_cli.runs import (CHECKPOINT_FILE, COMPLETE, CONFIG_FILE, SPLIT_FILE, RunFolder, identity_changes,
-                            model_fingerprint, model_identity)
+from siqml_cli.runs import (
+    CHECKPOINT_FILE,
+    COMPLETE,
+    CONFIG_FILE,
+    SPLIT_FILE,
+    RunFolder,
+    identity_changes,
+    model_fingerprint,
+    model_identity,
+)
 
 
 def check_resumable(folder: Path) -> DictConfig:

@@ -29,6 +29,7 @@ from siqml_cli.runs import METRICS_FILE, TEST_PREDICTIONS_FILE, RunFolder, Split
 from siqml_cli.simulate import make_simulator
 from siqml_cli.train.loop import LoopSettings, TrainingSet, run_loop
 
+
 def split_indices(n: int, train_fraction: float, seed: int) -> Split:
     """Seeded random train/test split; both sides non-empty."""
     order = np.random.default_rng((seed, 1)).permutation(n)
@@ -59,7 +60,8 @@ def load_training_data(cfg: DictConfig, molecule: str, need_forces: bool) -> Dat
         raise SiqmlError(f"{path}: has no energies to train on; label it first with `siqml data +molecule={molecule} "
                          f"input={path} out=<labelled.h5>`")
     if need_forces and data.forces is None:
-        raise SiqmlError(f"{path}: has no forces but loss.force_weight > 0; use loss.force_weight=0 or a file with forces")
+        raise SiqmlError(f"{path}: has no forces but loss.force_weight > 0; use loss.force_weight=0 "
+                         "or a file with forces")
     if len(data) < 2:
         raise SiqmlError(f"{path}: needs at least 2 configurations to split into train and test")
     return data
@@ -207,7 +209,8 @@ def plot_lih(folder: Path, forcefield: ForceField, splits: dict[str, Dataset]) -
     ref_pos = np.concatenate([train.positions, test.positions])
     ref_force = None if test.forces is None else figures.force_along_bond(
         ref_pos, np.concatenate([train.forces, test.forces]))
-    figures.plot_lih_curve(d_all, np.concatenate([train.energies, test.energies]), grid, energy, folder / "lih_curve.png",
+    figures.plot_lih_curve(d_all, np.concatenate([train.energies, test.energies]), grid, energy,
+                           folder / "lih_curve.png",
                            forces_ref=ref_force, forces_pred_grid=figures.force_along_bond(positions, forces),
                            bond_train=bond(train.positions))
 
