@@ -95,6 +95,22 @@ class Ensemble(Choice):
     langevin = "langevin"
 
 
+class DomainCheck(Choice):
+    """What a configuration outside the model's training domain (`siqml_cli.domain`) gets: a flag and a
+    warning, or an error (`domain=` of evaluate and md, the ASE calculator's `domain` keyword)."""
+
+    warn = "warn"
+    error = "error"
+
+
+def parse_domain_check(value) -> DomainCheck:
+    """`value` ('warn', 'error' or a DomainCheck) as a DomainCheck, or a one-line SiqmlError."""
+    try:
+        return DomainCheck(value)
+    except ValueError:
+        raise SiqmlError(f"domain must be one of {', '.join(m.value for m in DomainCheck)}, got {value!r}") from None
+
+
 # --------------------------------------------------------------------------- range checks
 
 
@@ -422,6 +438,7 @@ class EvaluateCommand:
     data: EvaluationData = field(default_factory=EvaluationData)
     out: str | None = None
     backend: BackendConfig = field(default_factory=BackendConfig)
+    domain: DomainCheck = DomainCheck.warn
 
 
 @dataclass
@@ -496,6 +513,7 @@ class MDCommand:
     out: str | None = None
     seed: int = 0
     md: MDConfig = field(default_factory=MDConfig)
+    domain: DomainCheck = DomainCheck.warn
 
 
 @dataclass
@@ -632,8 +650,8 @@ def parse_backend(cfg) -> BackendConfig:
 
 
 __all__ = ["COMMAND_SCHEMAS", "GROUPS", "GROUP_SCHEMAS", "ArmConfig", "BackendConfig", "BackendKind", "Choice",
-           "Ensemble", "EvaluationData", "ExperimentConfig", "Features", "ForceMethod", "Frame", "LabelKeys",
-           "LabelNoiseConfig", "LossConfig", "MDConfig", "MitigationConfig", "ModelConfig", "MoleculeConfig",
-           "NoiseModelConfig", "Observable", "OptimConfig", "Precision", "Schedule", "SplitConfig", "SymmetryConfig",
-           "SymmetryName", "TrainCommand", "describe", "parse", "parse_backend", "parse_command", "parse_model",
-           "runtime_options"]
+           "DomainCheck", "Ensemble", "EvaluationData", "ExperimentConfig", "Features", "ForceMethod", "Frame",
+           "LabelKeys", "LabelNoiseConfig", "LossConfig", "MDConfig", "MitigationConfig", "ModelConfig",
+           "MoleculeConfig", "NoiseModelConfig", "Observable", "OptimConfig", "Precision", "Schedule", "SplitConfig",
+           "SymmetryConfig", "SymmetryName", "TrainCommand", "describe", "parse", "parse_backend", "parse_command",
+           "parse_domain_check", "parse_model", "runtime_options"]

@@ -128,11 +128,23 @@ def _sorted_pair_distances(species: tuple[str, ...], positions: np.ndarray) -> d
     return out
 
 
-def check_cell(atoms) -> None:
+def describe_outside(outside: np.ndarray, reasons: list[str], shown: int = 3) -> str:
+    """'2 of 50 configurations lie outside the training domain (configuration 3: ...; ...)': one line naming
+    the first `shown` of them (0-based indices, as in the files) and why."""
+    where = np.flatnonzero(outside)
+    listed = "; ".join(f"configuration {i}: {reasons[i]}" for i in where[:shown])
+    more = f"; {len(where) - shown} more" if len(where) > shown else ""
+    noun = "configuration lies" if len(outside) == 1 else "configurations lie"
+    return f"{len(where)} of {len(outside)} {noun} outside the training domain ({listed}{more})"
+
+
+def check_cell(atoms, where: str = "") -> None:
     """Refuse a periodic configuration (anything with ASE's `pbc`): the models are molecular and know no
-    periodic images, so their answer for a periodic cell would silently be that of an isolated molecule."""
+    periodic images, so their answer for a periodic cell would silently be that of an isolated molecule.
+    `where` ('<file>: configuration 3') starts the message."""
     pbc = np.asarray(getattr(atoms, "pbc", False), dtype=bool)
     if pbc.any():
         axes = "".join(axis for axis, p in zip("xyz", np.broadcast_to(pbc, 3)) if p)
-        raise SiqmlError(f"a periodic cell (periodic along {axes}) was given, but siqml models are molecular and "
-                         "know no periodic images; give the molecule without periodic boundaries (pbc=False)")
+        raise SiqmlError(f"{where + ': ' if where else ''}a periodic cell (periodic along {axes}) was given, but "
+                         "siqml models are molecular and know no periodic images; give the molecule without periodic "
+                         "boundaries (pbc=False)")

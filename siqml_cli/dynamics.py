@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from ase.io.trajectory import Trajectory
 from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
-from siqml_cli.ase import SIQMLCalculator
+from siqml_cli.ase import OutOfDomain, SIQMLCalculator
 from siqml_cli.config import parse_command
 from siqml_cli.data import read_dataset
 from siqml_cli.data.generate import GENERATORS
@@ -53,6 +54,32 @@ def output_folder(settings, run: Path, kind: str) -> Path:
     return RunFolder(run).output_folder(kind, settings.out)
 
 
+class DomainWatch:
+    """Counts the MD steps whose configuration lies outside the run's training domain (the calculator's
+    `out_of_domain` result), and warns in one line when the trajectory first leaves it."""
+
+    def __init__(self, calc: SIQMLCalculator, dyn):
+        self.calc, self.dyn = calc, dyn
+        self.outside = 0
+        self.first_step: int | None = None
+
+    def __call__(self) -> None:
+        if not self.calc.results.get("out_of_domain"):
+            return
+        self.outside += 1
+        if self.first_step is None:
+            self.first_step = self.dyn.nsteps
+            _, reasons = self.calc.forcefield.domain.check(self.calc.atoms.get_positions())
+            print(f"siqml md: warning: the trajectory left the training domain at step {self.first_step} "
+                  f"({reasons[0]}); its energies and forces there mean nothing", file=sys.stderr, flush=True)
+
+    def record(self) -> dict:
+        """What md.json says: the steps outside (None for a run that records no domain)."""
+        if self.calc.forcefield.domain is None:
+            return {"out_of_domain_steps": None}
+        return {"out_of_domain_steps": self.outside, "first_step_out_of_domain": self.first_step}
+
+
 class BlownUp(Exception):
     """The trajectory left the physical range: NaN, or atoms too close or flying apart."""
 
@@ -76,9 +103,10 @@ def md_command(cfg: DictConfig) -> None:
 
     settings = parse_command("md", cfg)
     md = settings.md
-    calc = SIQMLCalculator(settings.run)
+    calc = SIQMLCalculator(settings.run, domain=settings.domain)
     atoms = start_atoms(calc, settings.start)
     atoms.calc = calc
+    atoms.get_forces()  # a start outside the domain under domain=error stops here, before any file is written
     rng = np.random.default_rng(settings.seed)
     MaxwellBoltzmannDistribution(atoms, temperature_K=md.temperature, rng=rng)
     Stationary(atoms)
@@ -87,18 +115,20 @@ def md_command(cfg: DictConfig) -> None:
     dyn = (VelocityVerlet(atoms, timestep=dt) if md.ensemble == "nve" else
            Langevin(atoms, timestep=dt, temperature_K=md.temperature, friction=md.friction / units.fs, rng=rng))
     out = output_folder(settings, calc.run, "md")
+    domain = DomainWatch(calc, dyn)
     reason = None
     with (Trajectory(out / "md.traj", "w", atoms) as traj,
           MDLogger(dyn, atoms, str(out / "md.log"), mode="w") as logger,
           tqdm(total=int(md.steps), desc=f"md {md.ensemble}", unit="step", mininterval=0.5) as bar):
         # first, so that a blown-up step is not recorded; the start is recorded as given
         dyn.attach(lambda: dyn.nsteps == 0 or check_sane(atoms, md.max_distance))
+        dyn.attach(domain)
         dyn.attach(traj.write, md.write_every)
         dyn.attach(logger, md.write_every)
         dyn.attach(lambda: bar.update(dyn.nsteps - bar.n))
         try:
             dyn.run(int(md.steps))
-        except BlownUp as exc:
+        except (BlownUp, OutOfDomain) as exc:
             reason = str(exc)
     frames = read(out / "md.traj", index=":")
     write(out / "md.extxyz", frames, format="extxyz")
@@ -106,7 +136,8 @@ def md_command(cfg: DictConfig) -> None:
     write_text_atomic(out / "energies.csv", energies.to_csv(index=False))
     figures.plot_md_energies(energies, out / "energies.png")
     summary = md_summary(energies, len(atoms), md.ensemble)
-    summary.update(status="stopped" if reason else "complete", reason=reason, run=str(calc.run), steps_done=dyn.nsteps)
+    summary.update(status="stopped" if reason else "complete", reason=reason, run=str(calc.run), steps_done=dyn.nsteps,
+                   **domain.record())
     write_text_atomic(out / "md.json", json.dumps(summary, indent=2))
     print(json.dumps(summary, indent=2))
     print(f"trajectory: {out / 'md.traj'} ({len(frames)} frames)")

@@ -2,6 +2,8 @@
 
 This is what training produces, what a run folder (`siqml_cli.runs.RunFolder`) saves and loads, and
 what `siqml evaluate` and the ASE calculator run. Energies in eV, forces in eV/Å, positions in Å.
+It carries the domain of its training configurations (`siqml_cli.domain.Domain`; None for runs trained
+before domains were recorded), and every prediction flags the configurations outside it.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from siqml_cli.domain import Domain
 from siqml_cli.errors import SiqmlError
 from siqml_cli.models import GenericSpec, ModelSpec
 from siqml_cli.prediction import Prediction
@@ -56,16 +59,24 @@ class ForceField:
     chunk size."""
 
     def __init__(self, spec: ModelSpec | GenericSpec, weights: dict, scaler: LabelScaler, chunk: int = 256,
-                 simulator: Simulator | GenericSimulator | None = None):
+                 simulator: Simulator | GenericSimulator | None = None, domain: Domain | None = None):
         self.spec = spec
         self.scaler = scaler
+        self.domain = domain
         self.sim = simulator or make_simulator(spec)
         self.weights = {k: jnp.asarray(v, dtype=self.sim.real) for k, v in weights.items()}
         self.chunk = chunk
         self._predict = jax.jit(lambda w, x: expectation_and_gradient(self.sim, w, x))
 
+    def domain_flags(self, positions: np.ndarray) -> dict[str, np.ndarray]:
+        """{"out_of_domain": (N,) bool} for `Prediction.flagged`; {} without a recorded domain."""
+        if self.domain is None:
+            return {}
+        return {"out_of_domain": self.domain.check(positions)[0]}
+
     def predict(self, positions: np.ndarray) -> Prediction:
-        """Energies (N,) in eV and forces (N, A, 3) in eV/Å, exact (no standard errors)."""
+        """Energies (N,) in eV and forces (N, A, 3) in eV/Å, exact (no standard errors), with the
+        configurations outside the training domain flagged (`domain_flags`)."""
         positions = np.asarray(positions, dtype=float)
         n = len(positions)
         size = min(self.chunk, max(n, 1))
@@ -79,4 +90,5 @@ class ForceField:
             energies.append(np.asarray(f)[:size - pad])
             forces.append(np.asarray(grad)[:size - pad])
         f = np.concatenate(energies)
-        return Prediction(self.scaler.to_energy(f), -self.scaler.slope * np.concatenate(forces))
+        prediction = Prediction(self.scaler.to_energy(f), -self.scaler.slope * np.concatenate(forces))
+        return prediction.flagged(**self.domain_flags(positions))

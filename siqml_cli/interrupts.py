@@ -13,8 +13,8 @@ exception nor any other thread gets to run. Hence:
   once, and a watchdog thread waiting on it gives the main thread `FORCE_AFTER_S` seconds to stop
   the ordinary way (checkpoints, statuses and one-line messages as the command writes them). If the
   process is still there, it runs the callbacks registered with `on_interrupt` (each marks what it
-  owns as interrupted), prints one line and ends the process with `os._exit(128 + signal)`. A
-  second Ctrl-C does that at once.
+  owns as interrupted, and may return a note on what was kept), prints one line with those notes and
+  ends the process with `os._exit(128 + signal)`. A second Ctrl-C does that at once.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM (a SLURM time limit or preemption, `kill`): stopped like Ctrl-C."""
 
 
-_callbacks: list[Callable[[], None]] = []
+_callbacks: list[Callable[[], object]] = []
 _lock = threading.Lock()
 _installed: dict = {}
 _deferred: list[type[BaseException]] = []  # exceptions a handler left for the watchdog to raise in the main thread
@@ -46,9 +46,10 @@ _deferred: list[type[BaseException]] = []  # exceptions a handler left for the w
 _POLL_S = 0.05
 
 
-def on_interrupt(callback: Callable[[], None]) -> Callable[[], None]:
+def on_interrupt(callback: Callable[[], object]) -> Callable[[], None]:
     """Run `callback` (quick, thread-safe: e.g. write a status file) if the process has to be ended
-    from the watchdog; returns the function that unregisters it again."""
+    from the watchdog; a string it returns is added to the last line (what was kept, how to continue).
+    Returns the function that unregisters it again."""
     with _lock:
         _callbacks.append(callback)
 
@@ -58,6 +59,11 @@ def on_interrupt(callback: Callable[[], None]) -> Callable[[], None]:
                 _callbacks.remove(callback)
 
     return remove
+
+
+def installed() -> bool:
+    """Whether `install` has set this process's handlers (a `siqml` command, not a worker process of a sweep)."""
+    return bool(_installed)
 
 
 def received() -> bool:
@@ -150,13 +156,17 @@ def stopped_message(command: str, exc: KeyboardInterrupt) -> tuple[str, int]:
 def _end(command: str, signum: int) -> None:
     with _lock:
         callbacks = list(_callbacks)
+    notes = []
     for callback in reversed(callbacks):
         try:
-            callback()
+            note = callback()
         except Exception as exc:  # the process ends anyway; say what could not be recorded
             print(f"siqml {command}: while stopping: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+            continue
+        if isinstance(note, str) and note:
+            notes.append(note)
     how = "terminated (SIGTERM)" if signum == signal.SIGTERM else "interrupted"
-    print(f"\nsiqml {command}: {how}", file=sys.stderr, flush=True)
+    print(f"\nsiqml {command}: {how}" + "".join(f"; {note}" for note in notes), file=sys.stderr, flush=True)
     try:
         sys.stdout.flush()
     except (OSError, ValueError):  # a closed or broken stdout must not stop the exit

@@ -7,7 +7,7 @@ report, the ASE calculator) reads it through `RunFolder`:
     split.npz               train/test indices into the data file, and that file's path
     run.json                status and summary: `running` first, `complete` last
     checkpoint.npz          the last training state, what `siqml train resume=<run>` continues
-    model.json, weights.npz the trained model: its definition and label scaling, its weights
+    model.json, weights.npz the trained model: its definition, label scaling and domain, its weights
     metrics.csv, mse.csv, mse.md, test_predictions.extxyz, *.png   the results
     evaluations/, md/, vibrations/, hardware/                      later commands' outputs, one folder each
 
@@ -188,10 +188,15 @@ class RunFolder:
         return resolve_input(self.split()[1])
 
     def dataset(self, molecule: str | None = None):
-        """The whole data set the run was trained on (train and test)."""
+        """The whole data set the run was trained on (train and test), its labels read under the keys the
+        run was trained with (`data.energy_key`, `data.forces_key` of its config.yaml)."""
+        from omegaconf import OmegaConf
+
         from siqml_cli.data import read_dataset
 
-        return read_dataset(self.data_path(), molecule)
+        config = self.config() if self.file(CONFIG_FILE).is_file() else OmegaConf.create()
+        keys = {key: OmegaConf.select(config, f"data.{key}", default=None) for key in ("energy_key", "forces_key")}
+        return read_dataset(self.data_path(), molecule, **keys)
 
     def test_split(self, molecule: str | None = None):
         """The run's own test configurations, as a Dataset."""
@@ -231,10 +236,12 @@ class RunFolder:
         return self._read(CHECKPOINT_FILE, read, advice)
 
     def load_forcefield(self, **kwargs):
-        """The trained force field, after checking model.json, weights.npz and (if present) run.json agree.
+        """The trained force field, after checking model.json, weights.npz and (if present) run.json agree;
+        with the domain model.json records (none in runs trained before domains were recorded).
 
         A run that has a record must be complete: a run that is running, failed or interrupted may hold the
         weights of an earlier state that its record no longer describes."""
+        from siqml_cli.domain import Domain
         from siqml_cli.forcefield import ForceField, LabelScaler
         from siqml_cli.models import build_model
 
@@ -251,6 +258,9 @@ class RunFolder:
         try:
             spec = build_model(info["molecule"], info["symmetry"], info["layers"], info["blocks"], info.get("options"))
             scaler = LabelScaler(**info["scaler"])
+            domain = Domain.from_dict(info["domain"]) if info.get("domain") is not None else None
+            if domain is not None and domain.species != tuple(spec.species):
+                raise SiqmlError(f"its domain is of {'-'.join(domain.species)}, its model of {'-'.join(spec.species)}")
         except SiqmlError as exc:
             raise self.damaged(MODEL_FILE, exc, advice) from None
         except (KeyError, TypeError, AttributeError) as exc:
@@ -275,7 +285,7 @@ class RunFolder:
             return weights
 
         weights = self._read(WEIGHTS_FILE, read_weights, advice)
-        return ForceField(spec, weights, scaler, **kwargs)
+        return ForceField(spec, weights, scaler, domain=domain, **kwargs)
 
     # ------------------------------------------------------------------ training: the only status changes
 
@@ -336,17 +346,31 @@ class RunFolder:
             np.savez(fh, step=step, seconds=seconds, metrics=np.asarray(metrics, dtype=float), **arrays)
 
     def save_forcefield(self, forcefield, **extra) -> None:
-        """weights.npz, then model.json (a model.json always describes the weights beside it)."""
+        """weights.npz, then model.json (a model.json always describes the weights beside it), with the
+        force field's training domain."""
         from dataclasses import asdict
 
         spec = forcefield.spec
         info = {"molecule": spec.name, "symmetry": spec.symmetry, "layers": spec.layers, "blocks": spec.blocks,
                 "species": list(spec.species), "scaler": asdict(forcefield.scaler), "n_trainable": spec.n_trainable(),
-                "options": spec.options(), **({"fingerprint": self.fingerprint} if self.fingerprint else {}), **extra}
+                "options": spec.options(), **({"fingerprint": self.fingerprint} if self.fingerprint else {}),
+                **({"domain": forcefield.domain.to_dict()} if forcefield.domain is not None else {}), **extra}
         self.path.mkdir(parents=True, exist_ok=True)
         with atomic_path(self.file(WEIGHTS_FILE)) as tmp, open(tmp, "wb") as fh:
             np.savez(fh, **{k: np.asarray(v) for k, v in forcefield.weights.items()})
         write_text_atomic(self.file(MODEL_FILE), json.dumps(info, indent=2))
+
+    def stop_forced(self) -> str | None:
+        """What a training process ended from outside its main thread (`siqml_cli.interrupts.on_interrupt`)
+        leaves, as a stopped training leaves it: the run marked `interrupted` when this invocation was
+        training it and it has a checkpoint to continue from (returns the note that says how), the unfinished
+        folder removed when it has none, and a run this invocation did not train exactly as it was."""
+        if self._training and self.has_checkpoint:
+            self._set_status(INTERRUPTED)
+            return f"continue with: siqml train resume={self.path}"
+        if self._training or not self.has_record:
+            self.remove_unfinished()
+        return None
 
     def remove_unfinished(self) -> None:
         """Undo a new run that ended before its first checkpoint: remove Hydra's and the set-up files, then

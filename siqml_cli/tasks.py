@@ -12,6 +12,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from siqml_cli import interrupts
 from siqml_cli.errors import SiqmlError, fail
 from siqml_cli.runs import RunFolder
 
@@ -58,20 +59,13 @@ def _setup() -> Path:
     return Path(HydraConfig.get().runtime.output_dir)
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (a SLURM time limit or preemption, `kill`): stopped like Ctrl-C, resumable."""
-
-
-def _raise_terminated(signum, frame) -> None:
-    raise Terminated()
-
-
 def train(cfg: DictConfig) -> None:
-    """One training job; while it runs, SIGTERM stops it like Ctrl-C (a reused joblib worker gets its own
-    handler back afterwards)."""
-    if threading.current_thread() is not threading.main_thread():
+    """One training job; SIGTERM stops it like Ctrl-C. The `siqml` process handles both signals already
+    (`interrupts.install`); a sweep's worker process gets the same SIGTERM handler for the job, and its own
+    back afterwards (a reused joblib worker)."""
+    if interrupts.installed() or threading.current_thread() is not threading.main_thread():
         return _train(cfg)
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    previous = signal.signal(signal.SIGTERM, interrupts.signal_handler(interrupts.Terminated))
     try:
         return _train(cfg)
     finally:
@@ -85,6 +79,7 @@ def _train(cfg: DictConfig) -> None:
 
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     run = RunFolder(folder)
+    forget = interrupts.on_interrupt(run.stop_forced)  # if the process must be ended while it compiles
     try:
         if cfg.resume:
             cfg = resumed_config(folder, list(HydraConfig.get().overrides.task))
@@ -102,13 +97,15 @@ def _train(cfg: DictConfig) -> None:
         run.remove_unfinished()
         fail("train", str(exc))
     except KeyboardInterrupt as exc:
-        terminated = isinstance(exc, Terminated)
+        terminated = isinstance(exc, interrupts.Terminated)
         how = "terminated (SIGTERM)" if terminated else "interrupted"
         if run.has_checkpoint:
             print(f"\nsiqml train: {how}; continue with: siqml train resume={folder}", file=sys.stderr)
         else:
             run.remove_unfinished()
         sys.exit(128 + (signal.SIGTERM if terminated else signal.SIGINT))
+    finally:
+        forget()
     print(run.file("mse.md").read_text())
     print(f"results: {folder}  ({summary['train_seconds']:.1f} s training, "
           f"{summary['seconds_per_step'] * 1e3:.2f} ms/step)")

@@ -31,12 +31,14 @@ def chunks(n: int, size: int) -> list[slice]:
 def to_prediction(forcefield: ForceField, plan: ShiftPlan, positions: np.ndarray, evs: np.ndarray,
                   stds: np.ndarray) -> Prediction:
     """Expectation values (N, rows) of `plan.rows(positions)` -> physical energies and forces, with the
-    estimator's standard errors (0 when exact); no forces with backend.forces=none."""
+    estimator's standard errors (0 when exact); no forces with backend.forces=none; the configurations outside
+    the run's training domain flagged, as the fast simulator flags them."""
     d = plan.derivatives(positions, evs, stds)
     slope = forcefield.scaler.slope
     forces = None if d.grad is None else -slope * d.grad
     force_std = None if d.grad_std is None else slope * d.grad_std
-    return Prediction(forcefield.scaler.to_energy(d.f), forces, slope * d.f_std, force_std)
+    prediction = Prediction(forcefield.scaler.to_energy(d.f), forces, slope * d.f_std, force_std)
+    return prediction.flagged(**forcefield.domain_flags(positions))
 
 
 class BackendForceField:

@@ -251,7 +251,12 @@ def label_all(data: Dataset, molecule: str, out: Path) -> Dataset:
     label = GENERATORS[molecule].label
     todo = np.where(~np.isfinite(data.energies))[0]
     last_save = time.monotonic()
-    forget = interrupts.on_interrupt(lambda: save_labelled(data, partial))  # if the process must be ended
+
+    def kept() -> str:  # saved on the way out, and if the process must be ended from the watchdog
+        return (f"{save_labelled(data, partial)} of {len(data)} configurations labelled, kept in {partial}; run the "
+                "same command again to continue")
+
+    forget = interrupts.on_interrupt(kept)
     try:
         for i in tqdm(todo, desc=f"labelling {molecule}", unit="conf", initial=len(data) - len(todo), total=len(data)):
             data.energies[i], data.forces[i] = label(data.species, data.positions[i])
@@ -259,9 +264,7 @@ def label_all(data: Dataset, molecule: str, out: Path) -> Dataset:
                 write_hdf5(data, partial)
                 last_save = time.monotonic()
     except KeyboardInterrupt as exc:
-        done = save_labelled(data, partial)
-        raise type(exc)(f"{done} of {len(data)} configurations labelled, kept in {partial}; run the same command "
-                        "again to continue") from None
+        raise type(exc)(kept()) from None
     finally:
         forget()
     write_hdf5(data, out)

@@ -16,6 +16,7 @@ import h5py
 import numpy as np
 
 from siqml_cli.data.schema import UNITS, Dataset
+from siqml_cli.domain import check_cell
 from siqml_cli.errors import SiqmlError
 from siqml_cli.prediction import Prediction
 
@@ -124,7 +125,7 @@ def _labels(path: Path, frames: list, key: str | None, defaults: tuple[str, ...]
 def read_extxyz(path: Path, energy_key: str | None = None, forces_key: str | None = None) -> Dataset:
     """Read one molecule's configurations; labels under the given keys (or the usual ones, ENERGY_KEYS and
     FORCES_KEYS), taken to be in eV and eV/Å: extxyz carries no units, and these are ASE's and the
-    MLIP tools' own."""
+    MLIP tools' own. A periodic configuration is refused (`check_cell`): no model here can honour it."""
     import ase.io
 
     try:
@@ -135,6 +136,7 @@ def read_extxyz(path: Path, energy_key: str | None = None, forces_key: str | Non
         raise SiqmlError(f"{path}: holds no configurations")
     species = tuple(frames[0].get_chemical_symbols())
     for i, atoms in enumerate(frames):
+        check_cell(atoms, f"{path}: configuration {i}")
         if tuple(atoms.get_chemical_symbols()) != species:
             raise SiqmlError(f"{path}: configuration {i} has atoms {'-'.join(atoms.get_chemical_symbols())}, "
                              f"the first has {'-'.join(species)}; one file holds one molecule")

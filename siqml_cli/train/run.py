@@ -17,8 +17,9 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from siqml_cli.config import ModelConfig, TrainCommand, parse
-from siqml_cli.data import Dataset, read_dataset, write_dataset
+from siqml_cli.data import Dataset, read_dataset, write_predictions
 from siqml_cli.data.io import write_text_atomic
+from siqml_cli.domain import Domain
 from siqml_cli.errors import SiqmlError
 from siqml_cli.forcefield import ForceField, LabelScaler
 from siqml_cli.models import build_model
@@ -27,6 +28,7 @@ from siqml_cli.report import figures, tables
 from siqml_cli.report.tables import RELEVANT
 from siqml_cli.runs import METRICS_FILE, TEST_PREDICTIONS_FILE, RunFolder, Split, model_identity
 from siqml_cli.simulate import make_simulator
+from siqml_cli.simulate.resources import batch_size, check_compile_size, check_resources
 from siqml_cli.train.loop import LoopSettings, TrainingSet, run_loop
 
 
@@ -55,7 +57,8 @@ def loop_settings(settings: TrainCommand) -> LoopSettings:
 
 def load_training_data(cfg: DictConfig, molecule: str, need_forces: bool) -> Dataset:
     path = resolve_input(OmegaConf.select(cfg, "data.path") or cfg.molecule.data)
-    data = read_dataset(path, molecule)
+    data = read_dataset(path, molecule, energy_key=OmegaConf.select(cfg, "data.energy_key", default=None),
+                        forces_key=OmegaConf.select(cfg, "data.forces_key", default=None))
     if not data.has_labels:
         raise SiqmlError(f"{path}: has no energies to train on; label it first with `siqml data +molecule={molecule} "
                          f"input={path} out=<labelled.h5>`")
@@ -84,10 +87,12 @@ class RunSettings:
 def checked_settings(cfg: DictConfig) -> RunSettings:
     """The config's values, or a SiqmlError naming the first bad one; cheap, so `siqml` checks every
     run's (and every job of a sweep's) values before any starts. The keys, types and ranges are the
-    schema's (`siqml_cli.config.TrainCommand`); what depends on the model is checked here."""
+    schema's (`siqml_cli.config.TrainCommand`); what depends on the model is checked here, its compile size
+    included (so that a sweep with one model too large to compile is refused before any job starts)."""
     settings = parse(TrainCommand, cfg)
     spec = build_model(settings.molecule.name, settings.symmetry.name, settings.model.layers, settings.model.blocks,
                        settings.model)
+    check_compile_size(spec)
     return RunSettings(loop=loop_settings(settings), sigma=settings.noise.sigma,
                        train_fraction=settings.data.train_fraction, spec=spec, precision=settings.train.precision.value,
                        backend=settings.backend, output_range=output_interval(settings.model, spec),
@@ -128,6 +133,9 @@ def train_run(cfg: DictConfig, folder: Path | RunFolder, resume: bool = False, p
     forces = train_set.forces / scaler.slope if settings.force_weight > 0 else None
     positions, energies, forces = spec.training_copies(train_set.positions, scaler.to_model(labels), forces)
     training = TrainingSet(positions, energies, np.zeros_like(positions) if forces is None else forces)
+    if backend.kind == "statevector":  # before any file of the run is written
+        check_resources(spec, batch_size(settings.batch_size, len(positions)), precision, settings.force_weight > 0)
+    domain = Domain.from_dataset(spec.species, train_set.positions)
 
     with run.training(OmegaConf.to_yaml(cfg, resolve=True), split, str(data.source), identity,
                       molecule=molecule, symmetry=spec.symmetry, data=str(data.source), n_train=len(split.train),
@@ -142,7 +150,8 @@ def train_run(cfg: DictConfig, folder: Path | RunFolder, resume: bool = False, p
             trained = run_qnn_loop(spec, training, spec.init_weights(settings.seed), settings, backend)
         weights, metrics = trained.weights, trained.metrics
 
-        forcefield = ForceField(spec, weights, scaler, simulator=sim if precision == "double" else None)
+        forcefield = ForceField(spec, weights, scaler, simulator=sim if precision == "double" else None,
+                                domain=domain)
         run.save_forcefield(forcefield, data=str(data.source), noise_sigma=sigma, seed=settings.seed)
         splits = {"train": train_set, "test": test_set}
         if window is not None:
@@ -170,14 +179,13 @@ def write_results(run: RunFolder, forcefield: ForceField, metrics: pd.DataFrame,
     """Predictions, the MSE tables of the paper's form, and the figures."""
     folder = run.path
     write_text_atomic(run.file(METRICS_FILE), metrics.to_csv(index=False))
-    results = {}
+    results, predictions = {}, {}
     for name, part in splits.items():
-        prediction = forcefield.predict(part.positions)
+        predictions[name] = prediction = forcefield.predict(part.positions)
         results[name] = {"energy_pred": prediction.energies, "energy_ref": part.energies,
                          "forces_pred": prediction.forces, "forces_ref": part.forces}
     test = splits["test"]
-    write_dataset(Dataset(test.species, test.positions, results["test"]["energy_pred"],
-                          results["test"]["forces_pred"], source="predictions"), run.file(TEST_PREDICTIONS_FILE))
+    write_predictions(run.file(TEST_PREDICTIONS_FILE), test, predictions["test"])
     table = tables.mse_table(results)
     tables.write_mse_tables(table, folder)
     figures.plot_loss_curves(metrics, folder / "loss.png")
