@@ -42,7 +42,9 @@ def test_train_writes_a_complete_results_folder(lih_run):
     metrics = pd.read_csv(folder / "metrics.csv")
     assert list(metrics["step"]) == list(range(1, 31))
     frames = ase.io.read(folder / "test_predictions.extxyz", index=":")
-    assert len(frames) == status["n_test"] and frames[0].get_forces().shape == (2, 3)
+    assert len(frames) == status["n_test"] and frames[0].arrays["siqml_forces"].shape == (2, 3)
+    assert frames[0].arrays["REF_forces"].shape == (2, 3) and "REF_energy" in frames[0].info
+    assert not any(a.info["siqml_out_of_domain"] for a in frames)  # its own test split lies inside
 
 
 def test_same_seed_gives_bit_identical_metrics(lih_run, siqml, tmp_path):
@@ -86,11 +88,11 @@ def test_evaluate_any_orientation(lih_run, siqml, tmp_path):
     assert result.returncode == 0, result.stderr
     moved = ase.io.read(out / "predictions.extxyz", index=":")
     original = ase.io.read(folder / "test_predictions.extxyz", index=":")
-    e_moved = np.array([a.get_potential_energy() for a in moved])
-    e_orig = np.array([a.get_potential_energy() for a in original])
+    e_moved = np.array([a.info["siqml_energy"] for a in moved])
+    e_orig = np.array([a.info["siqml_energy"] for a in original])
     np.testing.assert_allclose(e_moved, e_orig, rtol=0, atol=1e-6)  # extxyz keeps ~8 decimals
-    f_orig = np.stack([a.get_forces() for a in original])
-    f_moved = np.stack([a.get_forces() for a in moved])
+    f_orig = np.stack([a.arrays["siqml_forces"] for a in original])
+    f_moved = np.stack([a.arrays["siqml_forces"] for a in moved])
     np.testing.assert_allclose(f_moved, rot.apply(f_orig.reshape(-1, 3)).reshape(f_orig.shape), atol=1e-5)
 
 
@@ -226,3 +228,93 @@ def test_data_labels_user_configurations(siqml, tmp_path):
     assert np.allclose(labelled.forces.sum(axis=1), 0.0)
     back = ase.io.read(tmp_path / "mine_out.extxyz", index=":")
     assert back[1].get_potential_energy() == pytest.approx(labelled.energies[1])
+
+
+def _lih_file(path: Path, distances, **cell) -> Path:
+    from ase import Atoms
+
+    ase.io.write(path, [Atoms("LiH", positions=[[0, 0, 0], [0, 0, d]], **cell) for d in distances], format="extxyz")
+    return path
+
+
+def test_evaluate_flags_configurations_outside_the_training_domain(lih_run, siqml, tmp_path):
+    folder, _ = lih_run
+    given = _lih_file(tmp_path / "odd.extxyz", [1.6, 0.0, 2.0, 1000.0])  # one point; 1000 Å apart
+    out = tmp_path / "eval"
+    result = siqml("evaluate", f"run={folder}", f"data.path={given}", f"out={out}")
+    assert result.returncode == 0, result.stderr
+    frames = ase.io.read(out / "predictions.extxyz", index=":")
+    assert [a.info["siqml_out_of_domain"] for a in frames] == [False, True, False, True]
+    assert all(np.isfinite(a.info["siqml_energy"]) for a in frames)
+    warnings = [line for line in result.stderr.splitlines() if "warning" in line]
+    assert len(warnings) == 1, result.stderr
+    assert warnings[0].startswith("siqml evaluate: warning: 2 of 4 configurations lie outside the training domain "
+                                  "(configuration 1: H-Li distance 0.000 Å outside the trained range ")
+    assert "configuration 3: H-Li distance 1000.000 Å" in warnings[0]
+    assert "predictions for 4 configurations (2 outside the training domain)" in result.stdout
+    record = json.loads((out / "evaluation.json").read_text())
+    assert record["out_of_domain"] == 2 and record["out_of_domain_configurations"] == [1, 3]
+    assert record["status"] == "complete"
+
+
+def test_evaluate_with_domain_error_refuses_and_writes_nothing(lih_run, siqml, tmp_path):
+    folder, _ = lih_run
+    given = _lih_file(tmp_path / "odd.extxyz", [1.6, 0.0, 1000.0])
+    out = tmp_path / "eval"
+    result = siqml("evaluate", f"run={folder}", f"data.path={given}", f"out={out}", "domain=error")
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("siqml evaluate: error: 2 of 3 configurations lie outside the training domain")
+    assert "give domain=warn" in lines[0] and "Traceback" not in result.stderr
+    assert not out.exists()
+    inside = siqml("evaluate", f"run={folder}", f"out={tmp_path / 'own'}", "domain=error")  # its own test split
+    assert inside.returncode == 0, inside.stderr
+    assert json.loads((tmp_path / "own" / "evaluation.json").read_text())["out_of_domain"] == 0
+    bad = siqml("evaluate", f"run={folder}", "domain=strict")
+    assert bad.returncode != 0 and "domain must be one of warn, error" in bad.stderr
+
+
+def test_evaluate_refuses_a_periodic_cell_in_one_line(lih_run, siqml, tmp_path):
+    folder, _ = lih_run
+    given = _lih_file(tmp_path / "crystal.extxyz", [1.6], cell=[4, 4, 4], pbc=True)
+    out = tmp_path / "eval"
+    result = siqml("evaluate", f"run={folder}", f"data.path={given}", f"out={out}")
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines == [f"siqml evaluate: error: {given}: configuration 0: a periodic cell (periodic along xyz) was "
+                     "given, but siqml models are molecular and know no periodic images; give the molecule without "
+                     "periodic boundaries (pbc=False)"]
+    assert not out.exists()
+    open_cell = _lih_file(tmp_path / "open.extxyz", [1.6], cell=[4, 4, 4], pbc=False)
+    assert siqml("evaluate", f"run={folder}", f"data.path={open_cell}", f"out={out}").returncode == 0
+
+
+def test_label_keys_reach_training_and_evaluation(lih_run, siqml, tmp_path):
+    """An extxyz file of another tool, labels under its own keys: train and evaluate read them, and the run's
+    test split is read again under the keys of its config.yaml."""
+    from ase import Atoms
+
+    data = read_dataset(REPO_ROOT / "data" / "lih.h5").subset(np.arange(40))
+    frames = []
+    for i in range(len(data)):
+        atoms = Atoms("LiH", positions=data.positions[i])
+        atoms.info["dft_energy"] = float(data.energies[i])
+        atoms.new_array("dft_forces", data.forces[i])
+        frames.append(atoms)
+    given = tmp_path / "other_tool.extxyz"
+    ase.io.write(given, frames, format="extxyz")
+    keys = ["data.energy_key=dft_energy", "data.forces_key=dft_forces"]
+    run = tmp_path / "run"
+    result = siqml("train", "+molecule=lih", "train.steps=2", f"data.path={given}", *keys, f"hydra.run.dir={run}")
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / "eval"
+    result = siqml("evaluate", f"run={run}", f"out={out}")  # the run's test split, its keys from config.yaml
+    assert result.returncode == 0, result.stderr
+    assert pd.read_csv(out / "mse.csv", index_col=0).loc["n configurations", "data"] == 8
+    frames = ase.io.read(out / "predictions.extxyz", index=":")
+    assert "REF_energy" in frames[0].info and "REF_forces" in frames[0].arrays
+    result = siqml("evaluate", f"run={run}", f"data.path={given}", *keys, f"out={tmp_path / 'all'}")
+    assert result.returncode == 0, result.stderr
+    missing = siqml("evaluate", f"run={run}", f"data.path={given}", "data.energy_key=nope", f"out={tmp_path / 'x'}")
+    assert missing.returncode == 1 and "no configuration has the energy key 'nope'" in missing.stderr

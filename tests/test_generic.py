@@ -199,10 +199,10 @@ def test_train_writes_a_complete_results_folder_and_evaluate_reads_it(generic_ru
     assert result.returncode == 0, result.stderr
     saved = ase.io.read(generic_run / "test_predictions.extxyz", index=":")
     again = ase.io.read(out / "predictions.extxyz", index=":")
-    np.testing.assert_allclose([a.get_potential_energy() for a in again], [a.get_potential_energy() for a in saved],
+    np.testing.assert_allclose([a.info["siqml_energy"] for a in again], [a.info["siqml_energy"] for a in saved],
                                atol=1e-6)
-    np.testing.assert_allclose(np.stack([a.get_forces() for a in again]), np.stack([a.get_forces() for a in saved]),
-                               atol=1e-5)
+    np.testing.assert_allclose(np.stack([a.arrays["siqml_forces"] for a in again]),
+                               np.stack([a.arrays["siqml_forces"] for a in saved]), atol=1e-5)
 
 
 def test_check_symmetry_marks_what_the_generic_model_lacks(siqml):
