@@ -70,8 +70,8 @@ class DomainWatch:
         if self.first_step is None:
             self.first_step = self.dyn.nsteps
             _, reasons = self.calc.forcefield.domain.check(self.calc.atoms.get_positions())
-            print(f"siqml md: warning: the trajectory left the training domain at step {self.first_step} "
-                  f"({reasons[0]}); its energies and forces there mean nothing", file=sys.stderr, flush=True)
+            tqdm.write(f"siqml md: warning: the trajectory left the training domain at step {self.first_step} "
+                       f"({reasons[0]}); its energies and forces there mean nothing", file=sys.stderr)
 
     def record(self) -> dict:
         """What md.json says: the steps outside (None for a run that records no domain)."""

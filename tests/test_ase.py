@@ -8,12 +8,18 @@ import numpy as np
 import pandas as pd
 import pytest
 from ase import Atoms
+from ase.calculators.calculator import (
+    CalculationFailed,
+    CalculatorSetupError,
+    InputError,
+    PropertyNotImplementedError,
+)
 from ase.calculators.fd import calculate_numerical_forces
 from ase.io import read
 from hydra import compose, initialize_config_module
 from scipy.spatial.transform import Rotation
 
-from siqml_cli.ase import SIQMLCalculator
+from siqml_cli.ase import AtomsMismatch, OutOfDomain, PeriodicCell, SIQMLCalculator, UnusableRun
 from siqml_cli.errors import SiqmlError
 from siqml_cli.paths import CONFIG_PACKAGE
 from siqml_cli.train.run import train_run
@@ -69,17 +75,101 @@ def test_results_are_cached_per_configuration(h2o_run, monkeypatch):
     assert not calls
 
 
-def test_mismatched_atoms_are_refused(h2o_run):
+def test_mismatched_atoms_are_ases_setup_error(h2o_run):
     calc = SIQMLCalculator(run=h2o_run)
     for atoms in (Atoms("H2O", positions=np.eye(3)), Atoms("LiH", positions=[[0, 0, 0], [0, 0, 1.6]])):
         atoms.calc = calc
-        with pytest.raises(SiqmlError, match="do not match the model"):
+        with pytest.raises(CalculatorSetupError, match="do not match the model") as error:
             atoms.get_potential_energy()
+        assert isinstance(error.value, AtomsMismatch) and isinstance(error.value, SiqmlError)
 
 
-def test_not_a_run_folder(tmp_path):
-    with pytest.raises(SiqmlError, match="is not a trained run"):
+def test_a_periodic_cell_is_ases_setup_error(h2o_run):
+    atoms = water(SIQMLCalculator(run=h2o_run))
+    atoms.cell, atoms.pbc = [8, 8, 8], [True, True, False]
+    with pytest.raises(CalculatorSetupError, match=r"periodic along xy") as error:
+        atoms.get_potential_energy()
+    assert isinstance(error.value, PeriodicCell) and isinstance(error.value, SiqmlError)
+    atoms.pbc = False  # the cell alone is irrelevant
+    assert np.isfinite(atoms.get_potential_energy())
+
+
+def test_a_missing_or_damaged_run_is_ases_input_error(h2o_run, tmp_path):
+    with pytest.raises(InputError, match="is not a trained run") as error:
         SIQMLCalculator(run=tmp_path)
+    assert isinstance(error.value, UnusableRun) and isinstance(error.value, SiqmlError)
+    import shutil
+
+    damaged = shutil.copytree(h2o_run, tmp_path / "damaged")
+    (damaged / "weights.npz").write_bytes(b"not a zip file")
+    with pytest.raises(InputError, match="weights.npz is damaged"):
+        SIQMLCalculator(run=damaged)
+
+
+def test_outside_the_domain_is_flagged_or_ases_calculation_failed(h2o_run):
+    far = water(SIQMLCalculator(run=h2o_run))
+    far.positions[2] += [1000.0, 0, 0]
+    assert np.isfinite(far.get_potential_energy())
+    assert far.calc.results["out_of_domain"] is True
+    near = water(SIQMLCalculator(run=h2o_run))
+    near.get_potential_energy()
+    assert near.calc.results["out_of_domain"] is False
+    strict = water(SIQMLCalculator(run=h2o_run, domain="error"))
+    strict.get_forces()  # inside: answered
+    strict.positions[1] = strict.positions[0]
+    with pytest.raises(CalculationFailed, match="outside the training domain .*H-O distance 0.000 Å") as error:
+        strict.get_forces()
+    assert isinstance(error.value, OutOfDomain) and isinstance(error.value, SiqmlError)
+    with pytest.raises(SiqmlError, match="domain must be one of warn, error"):
+        SIQMLCalculator(run=h2o_run, domain="ignore")
+
+
+def test_a_run_without_a_recorded_domain_has_no_flag(h2o_run, tmp_path):
+    import shutil
+
+    older = shutil.copytree(h2o_run, tmp_path / "older")
+    model = json.loads((older / "model.json").read_text())
+    del model["domain"]
+    (older / "model.json").write_text(json.dumps(model))
+    atoms = water(SIQMLCalculator(run=older, domain="error"))
+    atoms.positions[2] += [1000.0, 0, 0]
+    assert np.isfinite(atoms.get_potential_energy()) and "out_of_domain" not in atoms.calc.results
+
+
+def test_a_backend_without_forces_gives_energies_only(lih_run):
+    calc = SIQMLCalculator(run=lih_run, backend={"kind": "aer", "forces": "none"})
+    atoms = Atoms("LiH", positions=[[0, 0, 0], [0, 0, 1.6]])
+    atoms.calc = calc
+    exact = SIQMLCalculator(run=lih_run)
+    assert atoms.get_potential_energy() == pytest.approx(exact.get_potential_energy(atoms), abs=1e-8)
+    with pytest.raises(PropertyNotImplementedError):
+        atoms.get_forces()
+
+
+def test_md_counts_the_steps_outside_the_domain_or_stops(h2o_run, siqml, tmp_path):
+    from ase.io import write
+
+    start = tmp_path / "stretched.extxyz"
+    stretched = Atoms("OH2", positions=[[0.0, 0.0, 0.0], [2.4, 0.0, 0.0], [-0.24, 0.93, 0.0]])  # one O-H at 2.5x
+    write(start, stretched, format="extxyz")
+    out = tmp_path / "md"
+    result = siqml("md", f"run={h2o_run}", f"start={start}", "md.steps=4", "md.write_every=2", "md.max_distance=10",
+                   f"out={out}")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((out / "md.json").read_text())
+    assert summary["out_of_domain_steps"] == 5 and summary["first_step_out_of_domain"] == 0  # the start, 4 steps
+    warnings = [line for line in result.stderr.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and warnings[0].startswith(
+        "siqml md: warning: the trajectory left the training domain at step 0 (")
+    refused = siqml("md", f"run={h2o_run}", f"start={start}", "md.steps=4", "domain=error", f"out={tmp_path / 'no'}")
+    assert refused.returncode == 1
+    lines = [line for line in refused.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("siqml md: error: this configuration lies outside the training "
+                                                   "domain"), refused.stderr
+    assert not (tmp_path / "no").exists()
+    inside = siqml("md", f"run={h2o_run}", "md.steps=4", "domain=error", f"out={tmp_path / 'fine'}")
+    assert inside.returncode == 0, inside.stderr
+    assert json.loads((tmp_path / "fine" / "md.json").read_text())["out_of_domain_steps"] == 0
 
 
 def test_md_nve_writes_trajectory_energies_and_drift(h2o_run, siqml, tmp_path):
