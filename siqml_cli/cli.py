@@ -6,6 +6,8 @@ anywhere below and end here as one line on stderr with exit code 1 (2 for a bad 
 
 from __future__ import annotations
 
+import itertools
+import math
 import os
 import re
 import sys
@@ -115,11 +117,12 @@ def preflight(command: str, overrides: list[str]) -> list[str]:
             o.startswith("run=") for o in overrides):
         raise SiqmlError("run= is missing: give a trained run folder, e.g. run=results/h2o/broken/<date>_<time>")
     if not wants_help:
-        checked = [first_job(o) for o in overrides] if multirun else overrides
-        cfg = compose_check(COMMANDS[command][0], checked)
+        sweep = sweep_jobs(overrides) if multirun else [overrides]
+        cfg = compose_check(COMMANDS[command][0], sweep[0])
         arms = preset_arms(cfg, overrides)
-        jobs = [compose_check(COMMANDS[command][0], [*checked, f"+arm={arm}"]) for arm in arms] or [cfg]
-        for job in jobs:  # every model of an experiment, before any job starts
+        jobs = ([compose_check(COMMANDS[command][0], [*sweep[0], f"+arm={arm}"]) for arm in arms]
+                or [cfg, *(compose_check(COMMANDS[command][0], job) for job in sweep[1:])])
+        for job in jobs:  # every model of an experiment or a sweep, before any job starts
             check_values(command, job)
     return overrides
 
@@ -161,13 +164,28 @@ def resumed_sweep(folder: Path, extra: list[str]) -> list[str]:
     return ["-m", *original, *extra, f"hydra.sweep.dir={folder}"]
 
 
-def first_job(override: str) -> str:
-    """`key=a,b,c` -> `key=a`, so a sweep's keys and values are checked once before any job starts;
-    Hydra's sweep functions (range, choice, glob, interval) are left to Hydra."""
+#: the most jobs of a sweep checked one by one before it starts; a larger sweep has each value checked once
+MAX_CHECKED_JOBS = 64
+
+
+def sweep_values(override: str) -> list[str]:
+    """`key=a,b,c` -> [`key=a`, `key=b`, `key=c`]; Hydra's sweep functions (range, choice, glob, interval)
+    are left to Hydra (their first job is what Hydra checks)."""
     key, sep, value = override.partition("=")
     if not sep or "(" in value or "[" in value or "{" in value:
-        return override
-    return f"{key}={value.split(',')[0]}"
+        return [override]
+    return [f"{key}={v}" for v in value.split(",")]
+
+
+def sweep_jobs(overrides: list[str]) -> list[list[str]]:
+    """The override lists of a comma sweep's jobs, so that every job's values (a model too large to compile
+    in one of them included) are checked before any starts: all of them up to MAX_CHECKED_JOBS, beyond that
+    each value of each key once, with the first value of every other key."""
+    values = [sweep_values(o) for o in overrides]
+    if math.prod(len(v) for v in values) <= MAX_CHECKED_JOBS:
+        return [list(job) for job in itertools.product(*values)]
+    first = [v[0] for v in values]
+    return [first] + [[*first[:i], value, *first[i + 1:]] for i, v in enumerate(values) for value in v[1:]]
 
 
 def run_hydra(command: str, overrides: list[str]) -> None:
