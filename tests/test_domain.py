@@ -11,7 +11,7 @@ import pytest
 from ase import Atoms
 
 from siqml_cli.data import read_dataset
-from siqml_cli.domain import Domain, check_cell
+from siqml_cli.domain import Domain, check_cell, describe_outside
 from siqml_cli.errors import SiqmlError
 from siqml_cli.train.run import split_indices
 
@@ -86,3 +86,48 @@ def test_periodic_cells_are_refused_and_open_ones_pass():
     assert "\n" not in str(error.value)
     with pytest.raises(SiqmlError, match="periodic along z"):
         check_cell(Atoms("LiH", positions=[[0, 0, 0], [0, 0, 1.6]], cell=[10, 10, 10], pbc=[False, False, True]))
+
+
+def test_describe_outside_names_the_first_few_and_counts_the_rest():
+    outside = np.array([False, True, True, True, True, False])
+    reasons = ["", "a", "b", "c", "d", ""]
+    assert describe_outside(outside, reasons) == ("4 of 6 configurations lie outside the training domain "
+                                                  "(configuration 1: a; configuration 2: b; configuration 3: c; "
+                                                  "1 more)")
+    assert describe_outside(np.array([True]), ["far"]) == ("1 of 1 configuration lies outside the training domain "
+                                                          "(configuration 0: far)")
+
+
+def test_the_run_folder_keeps_the_domain_and_every_prediction_flags(tmp_path):
+    """Saved with the model (model.json), loaded with it, flagged by `ForceField.predict`; a model.json
+    without one (a run trained before domains were recorded) loads, and its predictions carry no flag."""
+    from siqml_cli.forcefield import ForceField, LabelScaler
+    from siqml_cli.models import build_model
+    from siqml_cli.runs import RunFolder
+
+    domain, test = _split_domain("lih")
+    spec = build_model("lih", "full", 1, 1)
+    forcefield = ForceField(spec, spec.init_weights(0), LabelScaler(-215.0, -213.0, -0.5, 0.5), domain=domain)
+    run = RunFolder(tmp_path / "run")
+    run.save_forcefield(forcefield)
+    loaded = run.load_forcefield()
+    assert loaded.domain.to_dict() == domain.to_dict()
+    far = test[:2].copy()
+    far[1, 1] += [0.0, 0.0, 1000.0]
+    assert loaded.predict(far).flags["out_of_domain"].tolist() == [False, True]
+    record = json.loads(run.file("model.json").read_text())
+    run.file("model.json").write_text(json.dumps({k: v for k, v in record.items() if k != "domain"}))
+    assert run.load_forcefield().domain is None and not run.load_forcefield().predict(far).flags
+    run.file("model.json").write_text(json.dumps({**record, "domain": {"species": ["Li", "H"]}}))
+    with pytest.raises(SiqmlError, match=r"model.json is damaged \(the recorded model domain is damaged"):
+        run.load_forcefield()
+
+
+def test_a_periodic_extxyz_file_is_refused_on_reading(tmp_path):
+    import ase.io
+
+    path = tmp_path / "crystal.extxyz"
+    ase.io.write(path, [Atoms("LiH", positions=[[0, 0, 0], [0, 0, 1.6]], cell=[5, 5, 5], pbc=[True, False, False])],
+                 format="extxyz")
+    with pytest.raises(SiqmlError, match=r"crystal.extxyz: configuration 0: a periodic cell \(periodic along x\)"):
+        read_dataset(path)

@@ -74,3 +74,62 @@ def test_ctrl_c_while_labelling_keeps_the_labels(tmp_path):
     assert last == (f"siqml data: interrupted; {done.sum()} of 50 configurations labelled, kept in {partial}; "
                     "run the same command again to continue")
     assert not out.exists()
+
+
+def test_a_process_that_does_not_stop_is_ended_with_the_notes_of_what_was_kept(tmp_path):
+    """SIGTERM to a main thread that will not stop: the watchdog runs the `on_interrupt` callbacks, prints one
+    line with their notes and ends the process with 143, within 10 s."""
+    import sys
+
+    script = """
+import time
+from siqml_cli import interrupts
+interrupts.install("train")
+interrupts.on_interrupt(lambda: "continue with: siqml train resume=somewhere")
+interrupts.on_interrupt(lambda: None)
+print("ready", flush=True)
+while True:
+    try:
+        time.sleep(0.05)
+    except KeyboardInterrupt:
+        pass  # a main thread stuck where it cannot stop
+"""
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=as_in_a_terminal)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        elapsed = time.monotonic() - sent
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, err
+    assert elapsed < 10
+    assert err.strip().splitlines()[-1] == "siqml train: terminated (SIGTERM); continue with: siqml train resume=somewhere"
+
+
+def test_a_forced_exit_marks_the_training_run_interrupted_or_removes_it(tmp_path):
+    """What `tasks` registers with `on_interrupt` while it trains: `RunFolder.stop_forced`."""
+    import hashlib
+    import json
+
+    from siqml_cli.runs import INTERRUPTED, RunFolder, Split
+
+    split = Split(np.arange(4), np.arange(4, 6))
+    fresh = RunFolder(tmp_path / "fresh")
+    with fresh.training("seed: 0\n", split, "data.h5", {"molecule": "lih"}):
+        assert fresh.stop_forced() is None  # no checkpoint yet: nothing to continue from
+        assert not fresh.path.exists()
+
+    checkpointed = RunFolder(tmp_path / "checkpointed")
+    with checkpointed.training("seed: 0\n", split, "data.h5", {"molecule": "lih"}):
+        checkpointed.write_checkpoint(5, [np.zeros(3)], np.zeros((5, 4)), 1.0)
+        note = checkpointed.stop_forced()
+    assert note == f"continue with: siqml train resume={checkpointed.path}"
+    assert json.loads(checkpointed.file("run.json").read_text())["status"] == INTERRUPTED
+
+    untouched = RunFolder(checkpointed.path)  # another invocation, which did not train it (e.g. a refused resume)
+    before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in untouched.path.iterdir()}
+    assert untouched.stop_forced() is None
+    assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in untouched.path.iterdir()} == before
