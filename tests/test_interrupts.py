@@ -106,7 +106,8 @@ while True:
         proc.kill()
     assert proc.returncode == 143, err
     assert elapsed < 10
-    assert err.strip().splitlines()[-1] == "siqml train: terminated (SIGTERM); continue with: siqml train resume=somewhere"
+    last = err.strip().splitlines()[-1]
+    assert last == "siqml train: terminated (SIGTERM); continue with: siqml train resume=somewhere"
 
 
 def test_a_forced_exit_marks_the_training_run_interrupted_or_removes_it(tmp_path):
