@@ -8,6 +8,7 @@ import subprocess
 import time
 
 import numpy as np
+import pytest
 from conftest import SIQML
 
 from siqml_cli.data.io import read_hdf5
@@ -20,8 +21,8 @@ def as_in_a_terminal():
 
 
 def interrupt_when(args: list[str], seen: str, env: dict | None = None, timeout: float = 600,
-                   log=None) -> tuple[int, float, str]:
-    """Start `siqml *args`, send SIGINT 2 s after `seen` appears on its stderr (or in the file `log`);
+                   log=None, signum: int = signal.SIGINT) -> tuple[int, float, str]:
+    """Start `siqml *args`, send `signum` 2 s after `seen` appears on its stderr (or in the file `log`);
     (exit code, seconds to exit, stderr)."""
     proc = subprocess.Popen([str(SIQML), *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             preexec_fn=as_in_a_terminal, env={**os.environ, **(env or {})})
@@ -38,7 +39,7 @@ def interrupt_when(args: list[str], seen: str, env: dict | None = None, timeout:
         assert seen in watched(), err
         time.sleep(2)
         sent = time.monotonic()
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         proc.wait(timeout=60)
         elapsed = time.monotonic() - sent
         os.set_blocking(proc.stderr.fileno(), True)
@@ -48,17 +49,21 @@ def interrupt_when(args: list[str], seen: str, env: dict | None = None, timeout:
     return proc.returncode, elapsed, err
 
 
-def test_ctrl_c_while_compiling_ends_within_10_s(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl_c", "sigterm"])
+def test_ctrl_c_while_compiling_ends_within_10_s(tmp_path, signum):
     """LiH with 300 blocks passes the compile-size guard and compiles for a minute (no compilation cache);
-    Ctrl-C 2 s after JAX logs that it compiles the training step."""
+    Ctrl-C (or SIGTERM, which training handles the same way) 2 s after JAX logs that it compiles the training
+    step. The run has no checkpoint yet, so its unfinished folder goes."""
     run = tmp_path / "run"
     code, elapsed, err = interrupt_when(
         ["train", "+molecule=lih", "model.blocks=300", "loss=energy_force", "train.steps=5", f"hydra.run.dir={run}"],
         "Compiling jit(step)", env={"SIQML_JAX_CACHE": str(tmp_path / "cache"), "JAX_LOG_COMPILES": "1"},
-        log=run / "train.log")
-    assert code == 130, err
+        log=run / "train.log", signum=signum)
+    assert code == 128 + signum, err
     assert elapsed < 10
-    assert "Traceback" not in err and "siqml train: interrupted" in err
+    how = "interrupted" if signum == signal.SIGINT else "terminated (SIGTERM)"
+    assert "Traceback" not in err and f"siqml train: {how}" in err
+    assert not (run / "run.json").exists() and not (run / "config.yaml").exists()
 
 
 def test_ctrl_c_while_labelling_keeps_the_labels(tmp_path):
