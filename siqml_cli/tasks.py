@@ -145,21 +145,6 @@ def _config_text(cfg: DictConfig) -> str:
         return OmegaConf.to_yaml(cfg)
 
 
-def in_double_precision(task):
-    """`task` run inside `double_precision()`; a plain closure, so that a sweep's launcher can send it to its
-    worker processes (a context manager used as a decorator holds a generator, which cannot be pickled)."""
-    import functools
-
-    from siqml_cli.precision import double_precision
-
-    @functools.wraps(task)
-    def run(cfg: DictConfig):
-        with double_precision():
-            return task(cfg)
-
-    return run
-
-
 def command_task(command: str, module: str, function: str):
     """A Hydra task that runs `module.function(cfg)` and turns a SiqmlError into one line."""
 
