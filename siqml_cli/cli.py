@@ -162,7 +162,7 @@ def run_hydra(command: str, overrides: list[str]) -> None:
     from siqml_cli import tasks
     from siqml_cli.precision import double_precision
 
-    task = double_precision()(tasks.TASKS[command])  # every command computes in double precision
+    task = double_precision(tasks.TASKS[command])  # every command computes in double precision
     sys.argv = [f"siqml {command}", *overrides]
     hydra.main(config_path=CONFIG_PATH, config_name=COMMANDS[command][0], version_base="1.3")(task)()
 

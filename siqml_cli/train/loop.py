@@ -127,7 +127,7 @@ def load_checkpoint(folder: Path, weights, opt_state):
     return step, weights, opt_state, metrics, seconds
 
 
-@double_precision()
+@double_precision
 def run_loop(sim: Simulator, data: TrainingSet, weights: dict, s: LoopSettings, folder: Path,
              resume: bool = False, progress: bool = True) -> LoopResult:
     """Train from `weights` (or the checkpoint in `folder` when resuming)."""
