@@ -176,7 +176,7 @@ def run_hydra(command: str, overrides: list[str]) -> None:
     from siqml_cli import tasks
     from siqml_cli.precision import double_precision
 
-    task = double_precision()(tasks.TASKS[command])  # every command computes in double precision
+    task = double_precision(tasks.TASKS[command])  # every command computes in double precision
     if any(o in ("--help", "-h") for o in overrides):  # Hydra would name the app after tasks.py
         overrides = [*overrides, f'hydra.help.header="siqml {command}: {COMMANDS[command][1]}"']
     # the completion script Hydra installs registers and calls the program named here
