@@ -88,15 +88,18 @@ class TrainedRun(RunFolder):
     def calculator(self, backend: str | dict | None = None) -> SIQMLCalculator:
         """The run as an ASE calculator (energy, free_energy, forces), on the fast simulator, or on a Qiskit
         backend: a name ("aer", "fake") or a dict of `backend` config keys ({"kind": "aer", "shots": 4000})."""
-        from siqml_cli.precision import double_precision
-
-        with double_precision():
-            return DoublePrecisionCalculator(run=self.path, backend=backend)
+        return DoublePrecisionCalculator(run=self.path, backend=backend)
 
 
 class DoublePrecisionCalculator(SIQMLCalculator):
     """`SIQMLCalculator` computing in double precision whatever the caller's JAX setting: ASE calls
     `calculate` from the caller's code, outside any scope `TrainedRun` could open around it."""
+
+    def __init__(self, run: str | Path, backend: str | dict | None = None, **kwargs):
+        from siqml_cli.precision import double_precision
+
+        with double_precision():  # the weights keep their 64 bits only if loaded inside the scope
+            super().__init__(run, backend=backend, **kwargs)
 
     def calculate(self, *args, **kwargs) -> None:
         from siqml_cli.precision import double_precision
