@@ -17,7 +17,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -119,7 +119,7 @@ def load_run(path: str | Path) -> TrainedRun:
 
 
 def build_model(molecule: str | Atoms, symmetry: str = "full", layers: int | None = None,
-                blocks: int | None = None, **options) -> ModelSpec | GenericSpec:
+                blocks: int | None = None, **options: Any) -> ModelSpec | GenericSpec:
     """A model's description, as training would build it; `spec.to_qiskit()` gives its parameterised
     circuit and observable (qiskit's `qpy.dump` and `qasm3.dumps` save them).
 
@@ -162,7 +162,7 @@ def _molecule_model_sizes(molecule: str) -> dict[str, int]:
 
 
 def _build_from_atoms(atoms: Atoms, symmetry: str, layers: int | None, blocks: int | None,
-                      options: dict) -> ModelSpec:
+                      options: dict[str, Any]) -> ModelSpec:
     from siqml_cli.models.auto import build_auto
 
     unknown = sorted(set(options) - {"group", "frame", "name"})
@@ -246,7 +246,7 @@ def _train_into(cfg: DictConfig, run: TrainedRun, overrides: list[str], resumed:
 
     with open_dict(cfg):
         del cfg["hydra"]  # the run's config.yaml holds the task's settings, as the command line's does
-    enable_compilation_cache()
+    enable_compilation_cache()  # as the command line: a model trained again skips XLA compilation
     try:
         if resumed:
             cfg = resumed_config(run.path, overrides)
