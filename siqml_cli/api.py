@@ -54,9 +54,9 @@ class TrainedRun(RunFolder):
     def forcefield(self) -> ForceField:
         """The run's `ForceField` on the fast simulator (loaded once)."""
         if self._forcefield is None:
-            from siqml_cli.precision import double_precision
+            from siqml_cli.precision import double_precision_scope
 
-            with double_precision():  # the weights keep their 64 bits only if loaded inside the scope
+            with double_precision_scope():  # the weights keep their 64 bits only if loaded inside the scope
                 self._forcefield = self.load_forcefield()
         return self._forcefield
 
@@ -73,7 +73,7 @@ class TrainedRun(RunFolder):
     def predict(self, positions: ArrayLike) -> Prediction:
         """Energies (eV) and forces (eV/Å) for positions in Å: (N, A, 3) for N configurations, or (A, 3) for
         one (a `Prediction` of length 1), the atoms in the order of `species`."""
-        from siqml_cli.precision import double_precision
+        from siqml_cli.precision import double_precision_scope
 
         x = np.asarray(positions, dtype=float)
         if x.ndim == 2:
@@ -82,7 +82,7 @@ class TrainedRun(RunFolder):
             raise SiqmlError(f"positions of shape {np.shape(positions)} do not fit the model of {self.path}: give "
                              f"(N, {len(self.species)}, 3) or ({len(self.species)}, 3) in Å, atoms "
                              f"{'-'.join(self.species)} in this order")
-        with double_precision():  # JAX compiles per precision: the call must be inside the scope too
+        with double_precision_scope():  # JAX compiles per precision: the call must be inside the scope too
             return self.forcefield.predict(x)
 
     def calculator(self, backend: str | dict | None = None) -> SIQMLCalculator:
@@ -96,15 +96,15 @@ class DoublePrecisionCalculator(SIQMLCalculator):
     `calculate` from the caller's code, outside any scope `TrainedRun` could open around it."""
 
     def __init__(self, run: str | Path, backend: str | dict | None = None, **kwargs):
-        from siqml_cli.precision import double_precision
+        from siqml_cli.precision import double_precision_scope
 
-        with double_precision():  # the weights keep their 64 bits only if loaded inside the scope
+        with double_precision_scope():  # the weights keep their 64 bits only if loaded inside the scope
             super().__init__(run, backend=backend, **kwargs)
 
     def calculate(self, *args, **kwargs) -> None:
-        from siqml_cli.precision import double_precision
+        from siqml_cli.precision import double_precision_scope
 
-        with double_precision():
+        with double_precision_scope():
             super().calculate(*args, **kwargs)
 
 
@@ -239,7 +239,7 @@ def _train_into(cfg: DictConfig, run: TrainedRun, overrides: list[str], resumed:
     or Ctrl-C before the first checkpoint leaves no folder behind, a later one leaves a resumable run."""
     from omegaconf import open_dict
 
-    from siqml_cli.precision import double_precision
+    from siqml_cli.precision import double_precision_scope
     from siqml_cli.simulate.statevector import enable_compilation_cache
     from siqml_cli.train.resume import resumed_config
     from siqml_cli.train.run import train_run
@@ -250,7 +250,7 @@ def _train_into(cfg: DictConfig, run: TrainedRun, overrides: list[str], resumed:
     try:
         if resumed:
             cfg = resumed_config(run.path, overrides)
-        with double_precision():
+        with double_precision_scope():
             train_run(cfg, run, resume=resumed, progress=progress)
     except (SiqmlError, KeyboardInterrupt):
         run.remove_unfinished()  # a folder without a checkpoint holds nothing to continue

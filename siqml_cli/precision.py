@@ -19,13 +19,19 @@ import jax
 F = TypeVar("F", bound=Callable)
 
 
+def double_precision_scope():
+    """A `with` block that runs with JAX's 64-bit types on (for code that is not one function, such as the
+    Python API's loading and calling of a force field)."""
+    return jax.enable_x64(True)
+
+
 def double_precision(function: F) -> F:
     """`function` with JAX's 64-bit types on while it runs (a plain wrapper, so that it pickles: Hydra's
     joblib launcher sends the command's task to its workers)."""
 
     @functools.wraps(function)
     def scoped(*args, **kwargs):
-        with jax.enable_x64(True):
+        with double_precision_scope():
             return function(*args, **kwargs)
 
     return scoped  # type: ignore[return-value]
