@@ -85,8 +85,12 @@ def compose_check(config_name: str, overrides: list[str]):
     except Exception as exc:  # Hydra and OmegaConf raise several types; all mean a bad override
         if isinstance(exc.__cause__, ValidationError):  # a value of the wrong type: the schema says which
             raise SiqmlError(describe(exc.__cause__, COMMAND_SCHEMAS[config_name])) from None
+        command = next((name for name, (config, _) in COMMANDS.items() if config == config_name), config_name)
+        unknown = re.search(r"Could not override '([^']+)'", str(exc))
+        if unknown:  # Hydra would suggest appending it with `+`, which only hides a typo
+            raise SiqmlError(f"unknown key '{unknown.group(1)}'; see `siqml {command} --help` for the keys") from None
         lines = [line.strip().rstrip(".") for line in str(exc).splitlines() if line.strip()]
-        raise SiqmlError("; ".join(lines[:3]) + " (see `siqml <command> --help` for the keys)") from None
+        raise SiqmlError("; ".join(lines[:3]) + f" (see `siqml {command} --help` for the keys)") from None
 
 
 def preflight(command: str, overrides: list[str]) -> list[str]:
