@@ -39,7 +39,7 @@ from siqml_cli.train.run import output_interval, split_indices
 REPO_ROOT = Path(__file__).resolve().parents[1]  # the checkout: its data/ and configs/
 
 
-@double_precision()
+@double_precision
 def main() -> None:
     opts = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
     enable_compilation_cache()

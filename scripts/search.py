@@ -59,7 +59,7 @@ def reference_frequencies(molecule: str, start: np.ndarray, folder: Path) -> np.
     return np.array(json.loads(path.read_text()))
 
 
-@double_precision()
+@double_precision
 def main() -> None:
     with_frequencies = "--frequencies" in sys.argv
     args = [a for a in sys.argv[1:] if a != "--frequencies"]

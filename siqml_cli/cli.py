@@ -87,8 +87,12 @@ def compose_check(config_name: str, overrides: list[str]):
     except Exception as exc:  # Hydra and OmegaConf raise several types; all mean a bad override
         if isinstance(exc.__cause__, ValidationError):  # a value of the wrong type: the schema says which
             raise SiqmlError(describe(exc.__cause__, COMMAND_SCHEMAS[config_name])) from None
+        command = next((name for name, (config, _) in COMMANDS.items() if config == config_name), config_name)
+        unknown = re.search(r"Could not override '([^']+)'", str(exc))
+        if unknown:  # Hydra would suggest appending it with `+`, which only hides a typo
+            raise SiqmlError(f"unknown key '{unknown.group(1)}'; see `siqml {command} --help` for the keys") from None
         lines = [line.strip().rstrip(".") for line in str(exc).splitlines() if line.strip()]
-        raise SiqmlError("; ".join(lines[:3]) + " (see `siqml <command> --help` for the keys)") from None
+        raise SiqmlError("; ".join(lines[:3]) + f" (see `siqml {command} --help` for the keys)") from None
 
 
 def preflight(command: str, overrides: list[str]) -> list[str]:
@@ -194,7 +198,7 @@ def run_hydra(command: str, overrides: list[str]) -> None:
     from siqml_cli import tasks
     from siqml_cli.precision import double_precision
 
-    task = double_precision()(tasks.TASKS[command])  # every command computes in double precision
+    task = double_precision(tasks.TASKS[command])  # every command computes in double precision
     if any(o in ("--help", "-h") for o in overrides):  # Hydra would name the app after tasks.py
         overrides = [*overrides, f'hydra.help.header="siqml {command}: {COMMANDS[command][1]}"']
     # the completion script Hydra installs registers and calls the program named here

@@ -34,7 +34,7 @@ def _relative(a, b) -> float:
     return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1.0))
 
 
-@double_precision()
+@double_precision
 def invariance_errors(spec: ModelSpec, sim: Simulator, weights: dict, positions: np.ndarray,
                       seed: int = 0) -> dict[str, float]:
     """Relative errors of every check, over the batch `positions` (N, A, 3)."""
@@ -86,7 +86,7 @@ def expected_invariances(spec: ModelSpec) -> dict[str, bool]:
     return exact
 
 
-@double_precision()
+@double_precision
 def symmetry_table(spec: ModelSpec, weights: dict, positions: np.ndarray, seed: int = 0) -> pd.DataFrame:
     sim = make_simulator(spec)
     errors = invariance_errors(spec, sim, weights, positions, seed)

@@ -43,7 +43,7 @@ def h2o_experiment(tmp_path_factory, siqml):
 def test_experiment_writes_one_table_with_every_model(h2o_experiment):
     folder, result = h2o_experiment
     text = (folder / "experiment.md").read_text()
-    header = next(line for line in text.splitlines() if line.startswith("| |"))
+    header = next(line for line in text.splitlines() if line.startswith("|") and "siVQLM" in line)
     assert "siVQLM" in header and "siVQLM + SB" in header
     assert text.count(" ± ") >= 8  # 4 rows x 2 models, mean ± std over 2 seeds
     table = pd.read_csv(folder / "experiment.csv")

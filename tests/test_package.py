@@ -40,9 +40,12 @@ def test_double_precision_is_scoped():
 
     from siqml_cli.precision import double_precision
 
+    @double_precision
+    def dtype():
+        return jnp.asarray(1.0, dtype=jnp.float64).dtype
+
     with jax.enable_x64(False):  # the tests run in double precision (conftest); JAX's default is single
-        with double_precision():
-            assert jnp.asarray(1.0, dtype=jnp.float64).dtype == jnp.float64
+        assert dtype() == jnp.float64
         assert not jax.config.jax_enable_x64
         assert jnp.asarray(1.0).dtype == jnp.float32
 

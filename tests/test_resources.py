@@ -59,7 +59,7 @@ def test_a_batch_beyond_memory_names_the_estimate_and_the_knobs():
 def test_estimate_bounds_the_measured_peak(repo):
     """One compile and one energy + force Adam step of H2O at batch 256: the peak RSS stays below the estimate."""
     script = """
-import json, resource
+import json
 import jax.numpy as jnp
 from siqml_cli.models import build_model
 from siqml_cli.simulate import make_simulator
@@ -71,7 +71,9 @@ w = {k: jnp.asarray(v, dtype=sim.real) for k, v in spec.init_weights(0).items()}
 x = jnp.asarray(jnp.tile(jnp.array([[0.0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0]]), (256, 1, 1)), dtype=sim.real)
 out = make_step(sim, opt, 1.0)(w, opt.init(w), x, jnp.zeros(256, sim.real), jnp.zeros_like(x))
 out[2].block_until_ready()
-print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024))
+# VmHWM: this program's own peak (ru_maxrss would carry the parent's peak over fork and exec)
+hwm = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(json.dumps(int(hwm.split()[1]) * 1024))
 """
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=repo, timeout=300,
                             check=False)

@@ -113,7 +113,7 @@ class ShiftPlan:
     differences of f in each Cartesian coordinate, step `step` Å) or `none` (energies only).
     """
 
-    @double_precision()
+    @double_precision
     def __init__(self, spec: ModelSpec, weights: dict, forces: str = "shift", step: float = 1e-3):
         self.spec, self.weights, self.forces, self.step = spec, weights, forces, step
         parametric, _ = spec.to_qiskit()
@@ -156,7 +156,7 @@ class ShiftPlan:
             out[:, 2 + 2 * i, k] -= SHIFT
         return out
 
-    @double_precision()
+    @double_precision
     def derivatives(self, positions: np.ndarray, evs: np.ndarray, stds: np.ndarray) -> Derivatives:
         """f, df/dx and their standard errors from the expectation values of `rows(positions)`."""
         positions = np.asarray(positions, dtype=float)

@@ -187,7 +187,7 @@ class GenericSpec:
 
     # ------------------------------------------------------------------ features
 
-    @double_precision()
+    @double_precision
     def fit(self, positions: np.ndarray) -> GenericSpec:
         """This model with the min-max feature scaling fitted on `positions` (the training split)."""
         raw = np.asarray(self.feature_map.raw(jnp.asarray(np.asarray(positions, dtype=float))))
@@ -198,7 +198,7 @@ class GenericSpec:
                              f"configuration, so it cannot be scaled; use other data or model.features=internal")
         return dataclasses.replace(self, feature_min=tuple(map(float, low)), feature_max=tuple(map(float, high)))
 
-    @double_precision()
+    @double_precision
     def scaled_features(self, positions):
         """Positions (..., A, 3) -> the RY angles of the F features (..., F), in JAX."""
         if self.feature_min is None:
@@ -213,7 +213,7 @@ class GenericSpec:
         reads no weights; `weights` is taken for the interface `ModelSpec` shares."""
         return lambda positions: self.scaled_features(positions[None])[0]
 
-    @double_precision()
+    @double_precision
     def training_copies(self, positions: np.ndarray, energies: np.ndarray, forces: np.ndarray | None):
         """The training set, and with `periodize` its mirrored copies (Kiss et al. 2022's "periodized" data).
 
@@ -285,7 +285,7 @@ class GenericSpec:
             encode()
         return qc, self.observable()
 
-    @double_precision()
+    @double_precision
     def parameter_values(self, circuit: QuantumCircuit, weights: dict, positions: np.ndarray) -> np.ndarray:
         """Values for `circuit.parameters`, one row per configuration (Estimator V2 parameter arrays)."""
         positions = np.asarray(positions, dtype=float).reshape(-1, len(self.species), 3)

@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from siqml_cli.data.io import write_text_atomic
 from siqml_cli.errors import SiqmlError, fail
 from siqml_cli.report import figures
-from siqml_cli.report.tables import ENERGY_MSE, FORCE_MSE, RELEVANT
+from siqml_cli.report.tables import ENERGY_MSE, FORCE_MSE, RELEVANT, pipe_table
 from siqml_cli.runs import CONFIG_FILE, RUN_FILE, RunFolder
 
 SWEEP_FILE = "multirun.yaml"
@@ -157,16 +157,17 @@ def models_markdown(table: pd.DataFrame, arms: list[str], labels: dict[str, str]
         columns.append((labels[arm], arm, "test"))
         if ((table["arm"] == arm) & (table["split"] == RELEVANT)).any():
             columns.append((f"{labels[arm]} (relevant)", arm, RELEVANT))
-    lines = ["| | " + " | ".join(c[0] for c in columns) + " |", "|---|" + "---:|" * len(columns)]
+    rows = []
     for row, split, metric in MODEL_ROWS:
-        cells = []
+        cells = [row]
         for _, arm, test_split in columns:
             if split == "train" and test_split == RELEVANT:
                 cells.append("—")  # the same training as the full column
             else:
                 cells.append(_cell(table, arm=arm, split=test_split if split == "test" else split, metric=metric))
-        lines.append(f"| {row} | " + " | ".join(cells) + " |")
-    return lines
+        rows.append(cells)
+    names = [c[0] for c in columns]
+    return pipe_table(pd.DataFrame(rows, columns=["", *names]), numbers=names).splitlines()
 
 
 def noise_markdown(table: pd.DataFrame, arms: list[str], labels: dict[str, str]) -> list[str]:
@@ -178,23 +179,22 @@ def noise_markdown(table: pd.DataFrame, arms: list[str], labels: dict[str, str])
                 suffix = " (relevant)" if split == RELEVANT else ""
                 columns += [(f"{labels[arm]}{suffix}: E test (eV²)", arm, split, ENERGY_MSE),
                             (f"{labels[arm]}{suffix}: F test (eV²/Å²)", arm, split, FORCE_MSE)]
-    lines = ["| σ (eV) | " + " | ".join(c[0] for c in columns) + " |", "|---:|" + "---:|" * len(columns)]
-    for sigma in sorted(table["noise.sigma"].unique()):
-        cells = [_cell(table, arm=arm, split=split, metric=metric, **{"noise.sigma": sigma})
-                 for _, arm, split, metric in columns]
-        lines.append(f"| {sigma:g} | " + " | ".join(cells) + " |")
-    return lines
+    rows = [[f"{sigma:g}", *(_cell(table, arm=arm, split=split, metric=metric, **{"noise.sigma": sigma})
+                             for _, arm, split, metric in columns)]
+            for sigma in sorted(table["noise.sigma"].unique())]
+    names = ["σ (eV)", *(c[0] for c in columns)]
+    return pipe_table(pd.DataFrame(rows, columns=names), numbers=names).splitlines()
 
 
 def runs_markdown(runs: list[ArmRun], labels: dict[str, str]) -> list[str]:
-    lines = ["| model | σ (eV) | seed | status | E train | E test | F train | F test | run |",
-             "|---|---:|---:|---|---:|---:|---:|---:|---|"]
+    rows = []
     for r in sorted(runs, key=lambda r: (list(labels).index(r.arm) if r.arm in labels else 99, r.sigma, r.seed)):
         values = [r.value(split, metric) for _, split, metric in MODEL_ROWS]
-        cells = [f"{v:.2e}" if np.isfinite(v) else "n/a" for v in values]
-        lines.append(f"| {labels.get(r.arm, r.arm)} | {r.sigma:g} | {r.seed} | {r.status} | " + " | ".join(cells)
-                     + f" | `{r.folder.name}` |")
-    return lines
+        rows.append([labels.get(r.arm, r.arm), f"{r.sigma:g}", str(r.seed), r.status,
+                     *(f"{v:.2e}" if np.isfinite(v) else "n/a" for v in values), f"`{r.folder.name}`"])
+    numbers = ["σ (eV)", "seed", "E train", "E test", "F train", "F test"]
+    cells = pd.DataFrame(rows, columns=["model", *numbers[:2], "status", *numbers[2:], "run"])
+    return pipe_table(cells, numbers).splitlines()
 
 
 def write_experiment(folder: Path) -> Path:

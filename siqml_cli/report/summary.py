@@ -26,6 +26,7 @@ import pandas as pd
 
 from siqml_cli.data.io import write_text_atomic
 from siqml_cli.errors import SiqmlError
+from siqml_cli.report.tables import pipe_table
 from siqml_cli.runs import CONFIG_FILE, RUN_FILE, RunFolder
 
 SWEEP_FILE = "multirun.yaml"
@@ -315,23 +316,16 @@ def to_markdown(summary: pd.DataFrame, table: pd.DataFrame, paths: list[Path], f
                      for failed, running in zip(summary["n_failed"], summary["n_running"])],
         "seeds": summary["seeds"].astype(str),
         **{name: [_pm(m, s) for m, s in zip(summary[f"{c}_mean"], summary[f"{c}_std"])] for name, c in metric_cols}})
-    lines.append(_markdown(groups_table, left=len(keys)))
+    lines.append(pipe_table(groups_table, numbers=list(groups_table.columns[len(keys):])))
     bad = table[table["status"] != "complete"]
     if len(bad):
         runs = pd.DataFrame({"status": bad["status"], "seed": bad["seed"].map(_cell),
                              "run": [f"`{p}`" for p in bad["path"]],
                              "error": [str(e or "").replace("|", "\\|").replace("\n", " ") for e in bad["error"]]})
-        lines += ["", "## Runs not complete", "", _markdown(runs, left=len(runs.columns))]
+        lines += ["", "## Runs not complete", "", pipe_table(runs, numbers=())]
     if figure:
         lines += ["", f"![test MSE]({figure})"]
     return "\n".join(lines) + "\n"
-
-
-def _markdown(cells: pd.DataFrame, left: int) -> str:
-    """A pipe table (pandas through tabulate) of cells already written as text: the first `left` columns
-    left-aligned, the rest (numbers) right-aligned."""
-    align = ["left"] * left + ["right"] * (len(cells.columns) - left)
-    return cells.to_markdown(index=False, colalign=align, disable_numparse=True)
 
 
 def x_key(summary: pd.DataFrame, groups: list[str]) -> str | None:

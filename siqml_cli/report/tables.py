@@ -5,6 +5,7 @@ All inputs are in physical units: energies in eV, shape (N,); forces in eV/Å, s
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
@@ -103,6 +104,13 @@ def to_markdown(table: pd.DataFrame) -> str:
     cells = pd.DataFrame([[_format_cell(row, value) for value in table.loc[row]] for row in table.index],
                          index=pd.Index(table.index, name="metric"), columns=table.columns)
     return cells.to_markdown(colalign=("left", *["right"] * len(table.columns)), disable_numparse=True) + "\n"
+
+
+def pipe_table(cells: pd.DataFrame, numbers: Collection[str]) -> str:
+    """A pipe table (pandas through tabulate) of cells already written as text, without the index: the columns
+    named in `numbers` right-aligned, the others left-aligned; cells are not parsed again as numbers."""
+    align = ["right" if column in numbers else "left" for column in cells.columns]
+    return cells.to_markdown(index=False, colalign=align, disable_numparse=True)
 
 
 def write_mse_tables(table: pd.DataFrame, folder: Path, stem: str = "mse") -> None:

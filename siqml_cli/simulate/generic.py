@@ -22,7 +22,7 @@ from siqml_cli.simulate.statevector import precision_dtypes
 class GenericSimulator:
     """Energies f(X; weights) = <Z_0>, in [-1, 1], for a batch of configurations."""
 
-    @double_precision()
+    @double_precision
     def __init__(self, spec: GenericSpec, precision: str = "double"):
         self.spec = spec
         self.real, self.complex = precision_dtypes(precision)
@@ -34,7 +34,7 @@ class GenericSimulator:
         self.z0 = jnp.asarray(1 - 2 * (np.arange(self.dim) & 1), dtype=self.real)
         self.psi0 = jnp.zeros(self.dim, dtype=self.complex).at[0].set(1.0)
 
-    @double_precision()
+    @double_precision
     def layer_unitaries(self, weights) -> jnp.ndarray:
         """(D, 2^n, 2^n): every trainable layer as one matrix."""
         theta = jnp.asarray(weights["theta"], dtype=self.real)  # (D, B, n, 2)
@@ -64,7 +64,7 @@ class GenericSimulator:
             psi = jnp.stack([c * a0 - s * a1, s * a0 + c * a1], axis=2).reshape(psi.shape)
         return psi
 
-    @double_precision()
+    @double_precision
     def states(self, weights, positions) -> jnp.ndarray:
         """Final statevectors (N, 2^n) for positions (N, A, 3)."""
         positions = jnp.asarray(positions, dtype=self.real)
@@ -74,7 +74,7 @@ class GenericSimulator:
             psi = self._encode(psi @ unitary.T, angles)
         return psi
 
-    @double_precision()
+    @double_precision
     def expectation(self, weights, positions) -> jnp.ndarray:
         """<psi|Z_0|psi>: shape (N,)."""
         psi = self.states(weights, positions)

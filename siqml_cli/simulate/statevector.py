@@ -219,7 +219,7 @@ def precision_dtypes(precision: str) -> tuple:
 class Simulator:
     """Energies f(X; weights) of the observable, in its own units, for a batch of configurations."""
 
-    @double_precision()
+    @double_precision
     def __init__(self, spec: ModelSpec, precision: str = "double"):
         self.spec = spec
         self.real, self.complex = precision_dtypes(precision)
@@ -336,7 +336,7 @@ class Simulator:
 
     # ------------------------------------------------------------------ matrices
 
-    @double_precision()
+    @double_precision
     def block_unitaries(self, weights) -> list:
         """For each fused block, (D, 2^k, 2^k) complex: the product of its gates in every trainable
         layer (qubits in sorted order), built by applying them one by one to the identity."""
@@ -439,7 +439,7 @@ class Simulator:
         shaped = psi.reshape(psi.shape[0], -1, size)
         return jnp.einsum("nab,nhb->nha", matrix, shaped).reshape(psi.shape)
 
-    @double_precision()
+    @double_precision
     def layer_unitaries(self, weights):
         """(D, 2^n, 2^n) complex: each trainable layer's fused blocks, then SB(eps) as its diagonal phase."""
         out = jnp.broadcast_to(jnp.eye(self.dim, dtype=self.complex), (self.spec.layers, self.dim, self.dim))
@@ -515,7 +515,7 @@ class Simulator:
             psi = self._apply(psi, matrix, op.perm)
         return psi, self.final_order
 
-    @double_precision()
+    @double_precision
     def states(self, weights, positions) -> jnp.ndarray:
         """Final statevectors (N, 2^n) for positions (N, A, 3), complex, in Qiskit's order."""
         psi, order = self._final(weights, positions)
@@ -525,7 +525,7 @@ class Simulator:
         psi = psi.reshape(psi.shape[0], self.dim, 2)
         return psi[..., 0] + 1j * psi[..., 1]
 
-    @double_precision()
+    @double_precision
     def expectation(self, weights, positions) -> jnp.ndarray:
         """<psi|O|psi> for O = sum of c_ij H_ij over the observable's pairs (c = 1, or a trained
         observable's orbit weights). Shape (N,). Few pairs: one transposed copy of the state each
@@ -574,7 +574,7 @@ def _one_hot(index, size: int) -> np.ndarray:
     return out
 
 
-@double_precision()
+@double_precision
 def expectation_and_gradient(sim: Simulator, weights, positions):
     """f (N,) and df/dpositions (N, A, 3): each configuration's f depends only on its own positions,
     so the gradient of the batch sum gives every configuration's gradient in one reverse pass."""

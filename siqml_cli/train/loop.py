@@ -131,7 +131,7 @@ def fresh_state(weights: dict, s: LoopSettings, real=None):
     return weights, make_optimizer(s).init(weights)
 
 
-@double_precision()
+@double_precision
 def run_loop(sim: Simulator, data: TrainingSet, weights: dict, s: LoopSettings, run: RunFolder,
              resume: bool = False, progress: bool = True) -> LoopResult:
     """Train from `weights` (or from the run's checkpoint when resuming), checkpointing into `run`."""

@@ -72,7 +72,7 @@ class QnnModel:
     def _encodings(self, weights, positions) -> jnp.ndarray:
         return jax.vmap(self.spec.encoding_function(weights))(jnp.asarray(positions))[:, self.enc_index]
 
-    @double_precision()
+    @double_precision
     def loss_and_gradient(self, weights: dict, positions: np.ndarray, targets: np.ndarray) -> tuple[float, dict]:
         """Energy MSE (scaled units) and its gradient for every entry of `weights`."""
         as_jax = {k: jnp.asarray(v, dtype=jnp.float64) for k, v in weights.items()}
@@ -98,7 +98,7 @@ class QnnModel:
         return float(np.mean((f - targets) ** 2)), grads
 
 
-@double_precision()
+@double_precision
 def run_qnn_loop(spec: ModelSpec, data: TrainingSet, weights: dict, s: LoopSettings, settings: BackendSettings):
     """Adam on the EstimatorQNN's loss; returns a `LoopResult` like `run_loop`."""
     if s.force_weight > 0:
