@@ -31,7 +31,6 @@ from siqml_cli.config import DomainCheck, parse_domain_check
 from siqml_cli.domain import check_cell
 from siqml_cli.errors import SiqmlError
 from siqml_cli.runs import RunFolder
-from siqml_cli.simulate.resources import check_resources
 
 
 class UnusableRun(SiqmlError, InputError):
@@ -75,6 +74,8 @@ class SIQMLCalculator(Calculator):
                     self.implemented_properties = ["energy", "free_energy"]
                 self.model = BackendForceField(self.forcefield, settings)
         if self.model is self.forcefield:
+            from siqml_cli.simulate.resources import check_resources  # the simulator package brings in JAX
+
             check_resources(self.forcefield.spec, 1, "double", False, batch_option=None)
 
     @property

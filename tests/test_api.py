@@ -35,7 +35,8 @@ def test_train_returns_a_complete_run_that_predicts_as_evaluate_does(trained, si
 
     result = siqml("evaluate", f"run={trained.path}", f"out={tmp_path / 'evaluation'}")
     assert result.returncode == 0, result.stderr
-    evaluated = read_dataset(tmp_path / "evaluation" / "predictions.extxyz")
+    evaluated = read_dataset(tmp_path / "evaluation" / "predictions.extxyz", energy_key="siqml_energy",
+                             forces_key="siqml_forces")
     test = trained.test_split()
     np.testing.assert_allclose(evaluated.positions, test.positions, atol=1e-8)  # the same configurations
     prediction = load_run(trained.path).predict(test.positions)
