@@ -50,6 +50,8 @@ RESUME_READS = ("config.yaml", "checkpoint.npz", "run.json", "split.npz")  # `si
 EVALUATE_READS = ("run.json", "model.json", "weights.npz", "split.npz")  # `siqml evaluate` reads these
 TRAINING_REWRITES = ("config.yaml", "split.npz", "run.json")  # at the start of every training
 EVALUATIONS = "evaluations"
+#: a file to damage, how, and where (a fraction of its length); a command's rule may damage one first
+DAMAGE = st.tuples(st.sampled_from(CORRUPTIBLE), st.sampled_from(["truncate", "garble"]), st.floats(0.0, 1.0))
 
 ENV = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONWARNINGS": "ignore"}
 
@@ -129,7 +131,7 @@ def train_until_a_checkpoint_then_ctrl_c(args: list[str], folder: Path, log: Pat
         return subprocess.CompletedProcess(proc.args, proc.returncode, "", err.read())
 
 
-def damage(path: Path, how: str, at: float) -> None:
+def corrupt(path: Path, how: str, at: float) -> None:
     data = path.read_bytes()
     cut = min(int(len(data) * at), len(data) - 1)
     if how == "truncate":
@@ -205,8 +207,9 @@ class RunSequences(RuleBasedStateMachine):
                                                       folder, self.log())
         self.expect_interrupted(result, Expected(folder, INTERRUPTED, 0, trained=False))
 
-    @rule()
-    def interrupt_a_resumed_training(self):
+    @rule(damage=st.none() | DAMAGE)
+    def interrupt_a_resumed_training(self, damage):
+        self.apply(damage)
         run = self.run
         before = hashes(run.folder)
         result = train_until_a_checkpoint_then_ctrl_c([f"resume={run.folder}", f"train.steps={ENDLESS}"],
@@ -218,8 +221,9 @@ class RunSequences(RuleBasedStateMachine):
         else:
             self.expect_interrupted(result, run)
 
-    @rule(change=st.integers(-4, 6))
-    def resume(self, change):
+    @rule(change=st.integers(-4, 6), damage=st.none() | DAMAGE)
+    def resume(self, change, damage):
+        self.apply(damage)
         run = self.run
         steps = max(0, run.steps + change)
         before = hashes(run.folder)
@@ -240,22 +244,27 @@ class RunSequences(RuleBasedStateMachine):
             run.status, run.steps, run.trained = COMPLETE, steps, True
             run.repaired(CORRUPTIBLE)
 
-    @rule(data=st.data(), how=st.sampled_from(["truncate", "garble"]), at=st.floats(0.0, 1.0))
-    def corrupt_a_file(self, data, how, at):
-        run = self.run
-        present = [name for name in CORRUPTIBLE if (run.folder / name).is_file()]
-        name = data.draw(st.sampled_from(present), label="file")
-        path = run.folder / name
-        original = path.read_bytes()
-        damage(path, how, at)
-        if not readable(path):
-            run.damaged.add(name)
-            run.edited.discard(name)
-        elif path.read_bytes() != original:
-            run.edited.add(name)
+    @rule(damage=DAMAGE)
+    def corrupt_a_file(self, damage):
+        self.apply(damage)
 
-    @rule()
-    def evaluate(self):
+    def apply(self, damage: tuple[str, str, float] | None) -> None:
+        """Damage a file of the run (if it has it), and note whether it still reads."""
+        if damage is None or not (self.run.folder / damage[0]).is_file():
+            return
+        name, how, at = damage
+        path = self.run.folder / name
+        original = path.read_bytes()
+        corrupt(path, how, at)
+        if not readable(path):
+            self.run.damaged.add(name)
+            self.run.edited.discard(name)
+        elif path.read_bytes() != original:
+            self.run.edited.add(name)
+
+    @rule(damage=st.none() | DAMAGE)
+    def evaluate(self, damage):
+        self.apply(damage)
         run = self.run
         before = hashes(run.folder, skip=EVALUATIONS)
         result = run_siqml("evaluate", f"run={run.folder}")
@@ -366,7 +375,7 @@ def run_sequences(base: Path, scratch: Path, **options) -> None:
 
 def test_run_folder_invariants_hold_for_a_few_sequences(base_run, tmp_path):
     """`make test`: a few short sequences, the same ones every time."""
-    run_sequences(base_run, tmp_path, max_examples=3, stateful_step_count=4, derandomize=True,
+    run_sequences(base_run, tmp_path, max_examples=5, stateful_step_count=4, derandomize=True,
                   phases=[Phase.explicit, Phase.generate])
 
 
