@@ -384,8 +384,6 @@ def test_run_folder_invariants_hold_for_many_sequences(base_run, tmp_path):
     run_sequences(base_run, tmp_path, max_examples=25, stateful_step_count=8)
 
 
-@pytest.mark.xfail(strict=True, reason="atomic_path (siqml_cli/data/io.py) makes its temporary file before its "
-                   "try/finally, so a Ctrl-C between mkstemp and the try leaves the file in the run folder")
 def test_ctrl_c_while_a_file_is_written_leaves_no_temporary_file(tmp_path, monkeypatch):
     """Seen in the sequences above: a Ctrl-C while training left `.checkpoint.npz.<random>.tmp.npz` (empty,
     mode 0600: stopped before its chmod). The interruption is put exactly there to make it repeatable."""
