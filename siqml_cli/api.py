@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from siqml_cli.models import GenericSpec, ModelSpec
     from siqml_cli.prediction import Prediction
 
-__all__ = ["DoublePrecisionCalculator", "TrainedRun", "build_model", "load_run", "train"]
+__all__ = ["TrainedRun", "build_model", "load_run", "train"]
 
 
 class TrainedRun(RunFolder):
@@ -54,10 +54,7 @@ class TrainedRun(RunFolder):
     def forcefield(self) -> ForceField:
         """The run's `ForceField` on the fast simulator (loaded once)."""
         if self._forcefield is None:
-            from siqml_cli.precision import double_precision_scope
-
-            with double_precision_scope():  # the weights keep their 64 bits only if loaded inside the scope
-                self._forcefield = self.load_forcefield()
+            self._forcefield = self.load_forcefield()
         return self._forcefield
 
     @property
@@ -73,8 +70,6 @@ class TrainedRun(RunFolder):
     def predict(self, positions: ArrayLike) -> Prediction:
         """Energies (eV) and forces (eV/Å) for positions in Å: (N, A, 3) for N configurations, or (A, 3) for
         one (a `Prediction` of length 1), the atoms in the order of `species`."""
-        from siqml_cli.precision import double_precision_scope
-
         x = np.asarray(positions, dtype=float)
         if x.ndim == 2:
             x = x[None]
@@ -82,30 +77,13 @@ class TrainedRun(RunFolder):
             raise SiqmlError(f"positions of shape {np.shape(positions)} do not fit the model of {self.path}: give "
                              f"(N, {len(self.species)}, 3) or ({len(self.species)}, 3) in Å, atoms "
                              f"{'-'.join(self.species)} in this order")
-        with double_precision_scope():  # JAX compiles per precision: the call must be inside the scope too
-            return self.forcefield.predict(x)
+        return self.forcefield.predict(x)
 
-    def calculator(self, backend: str | dict | None = None) -> SIQMLCalculator:
+    def calculator(self, backend: str | dict | None = None, **kwargs: Any) -> SIQMLCalculator:
         """The run as an ASE calculator (energy, free_energy, forces), on the fast simulator, or on a Qiskit
-        backend: a name ("aer", "fake") or a dict of `backend` config keys ({"kind": "aer", "shots": 4000})."""
-        return DoublePrecisionCalculator(run=self.path, backend=backend)
-
-
-class DoublePrecisionCalculator(SIQMLCalculator):
-    """`SIQMLCalculator` computing in double precision whatever the caller's JAX setting: ASE calls
-    `calculate` from the caller's code, outside any scope `TrainedRun` could open around it."""
-
-    def __init__(self, run: str | Path, backend: str | dict | None = None, **kwargs):
-        from siqml_cli.precision import double_precision_scope
-
-        with double_precision_scope():  # the weights keep their 64 bits only if loaded inside the scope
-            super().__init__(run, backend=backend, **kwargs)
-
-    def calculate(self, *args, **kwargs) -> None:
-        from siqml_cli.precision import double_precision_scope
-
-        with double_precision_scope():
-            super().calculate(*args, **kwargs)
+        backend: a name ("aer", "fake") or a dict of `backend` config keys ({"kind": "aer", "shots": 4000});
+        `domain="error"` raises for configurations outside the training domain (default: flagged)."""
+        return SIQMLCalculator(run=self.path, backend=backend, **kwargs)
 
 
 def load_run(path: str | Path) -> TrainedRun:

@@ -17,6 +17,7 @@ import numpy as np
 from siqml_cli.domain import Domain
 from siqml_cli.errors import SiqmlError
 from siqml_cli.models import GenericSpec, ModelSpec
+from siqml_cli.precision import double_precision
 from siqml_cli.prediction import Prediction
 from siqml_cli.simulate import GenericSimulator, Simulator, expectation_and_gradient, make_simulator
 
@@ -58,6 +59,7 @@ class ForceField:
     """Energies and forces of a model (siVQLM or generic VQLM) with given weights, batched and compiled once per
     chunk size."""
 
+    @double_precision  # the simulator computes in 64 bits whatever the caller's JAX setting
     def __init__(self, spec: ModelSpec | GenericSpec, weights: dict, scaler: LabelScaler, chunk: int = 256,
                  simulator: Simulator | GenericSimulator | None = None, domain: Domain | None = None):
         self.spec = spec
@@ -74,6 +76,7 @@ class ForceField:
             return {}
         return {"out_of_domain": self.domain.check(positions)[0]}
 
+    @double_precision  # compiled and called in the precision its weights were made in
     def predict(self, positions: np.ndarray) -> Prediction:
         """Energies (N,) in eV and forces (N, A, 3) in eV/Å, exact (no standard errors), with the
         configurations outside the training domain flagged (`domain_flags`)."""
