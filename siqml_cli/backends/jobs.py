@@ -230,7 +230,7 @@ def retrieve_submission(run: Path, folder: Path) -> None:
 
 
 def write_tables(run: Path, folder: Path, record: dict, jobs: list[dict]) -> None:
-    from siqml_cli.evaluate import write_backend_evaluation
+    from siqml_cli.report.evaluation import write_backend_evaluation
 
     forcefield = RunFolder(run).load_forcefield()
     settings = backend_settings(record["settings"])
