@@ -76,7 +76,7 @@ class SIQMLCalculator(Calculator):
         if self.model is self.forcefield:
             from siqml_cli.simulate.resources import check_resources  # the simulator package brings in JAX
 
-            check_resources(self.forcefield.spec, 1, "double", False, batch_option=None)
+            check_resources(self.forcefield.spec, 1, "double", False, batch_option=None, precision_option=None)
 
     @property
     def species(self) -> tuple[str, ...]:

@@ -578,7 +578,7 @@ def describe(exc: OmegaConfBaseException, schema: type | None = None, prefix: st
     wrong type, OmegaConf's own sentence otherwise."""
     full_key = ".".join(k for k in (prefix, str(exc.full_key or "")) if k)
     if isinstance(exc, (ConfigKeyError, ConfigAttributeError)) and full_key:
-        return f"unknown key '{full_key}' (see `siqml <command> --help` for the keys)"
+        return f"unknown key '{full_key}'"
     if isinstance(exc, ValidationError) and schema is not None and exc.full_key:
         expected = _field_type(schema, str(exc.full_key))
         if expected is not None:

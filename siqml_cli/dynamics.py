@@ -19,7 +19,7 @@ from siqml_cli.ase import OutOfDomain, SIQMLCalculator
 from siqml_cli.config import parse_command
 from siqml_cli.data import read_dataset
 from siqml_cli.data.generate import GENERATORS
-from siqml_cli.data.io import write_text_atomic
+from siqml_cli.data.io import atomic_path, write_text_atomic
 from siqml_cli.errors import SiqmlError
 from siqml_cli.paths import resolve_input
 from siqml_cli.report import figures
@@ -131,7 +131,8 @@ def md_command(cfg: DictConfig) -> None:
         except (BlownUp, OutOfDomain) as exc:
             reason = str(exc)
     frames = read(out / "md.traj", index=":")
-    write(out / "md.extxyz", frames, format="extxyz")
+    with atomic_path(out / "md.extxyz") as tmp:
+        write(tmp, frames, format="extxyz")
     energies = trajectory_energies(frames, md.write_every, md.timestep)
     write_text_atomic(out / "energies.csv", energies.to_csv(index=False))
     figures.plot_md_energies(energies, out / "energies.png")
@@ -191,14 +192,16 @@ def vibrations_command(cfg: DictConfig) -> None:
     model_atoms.calc = calc
     freqs, model_min = harmonic_frequencies(model_atoms, out, "model", settings.fmax, settings.delta)
     table = pd.DataFrame({"mode": np.arange(1, len(freqs) + 1), "model (cm^-1)": freqs})
-    write(out / "minimum_model.extxyz", model_min, format="extxyz")
+    with atomic_path(out / "minimum_model.extxyz") as tmp:
+        write(tmp, model_min, format="extxyz")
     if settings.reference:
         ref_atoms = atoms.copy()
         ref_atoms.calc = ReferenceCalculator(calc.forcefield.spec.name)
         ref_freqs, ref_min = harmonic_frequencies(ref_atoms, out, "reference", settings.fmax, settings.delta)
         table["reference (cm^-1)"] = ref_freqs
         table["difference (cm^-1)"] = freqs - ref_freqs
-        write(out / "minimum_reference.extxyz", ref_min, format="extxyz")
+        with atomic_path(out / "minimum_reference.extxyz") as tmp:
+            write(tmp, ref_min, format="extxyz")
     write_text_atomic(out / "frequencies.csv", table.to_csv(index=False))
     print(table.to_string(index=False, float_format=lambda x: f"{x:.1f}"))
     print(f"written to {out}")

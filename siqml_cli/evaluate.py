@@ -48,7 +48,8 @@ def evaluate_command(cfg: DictConfig) -> None:
     data = evaluation_data(command.data, run.path, forcefield.spec.name)
     outside = check_domain(forcefield, data, command.domain)
     check_resources(forcefield.spec, batch_size(forcefield.chunk, len(data)), "double", False,
-                    batch_option="data.max_configurations")
+                    batch_option="data.max_configurations" if len(data) < forcefield.chunk else None,
+                    precision_option=None)
     exact = settings.kind == STATEVECTOR
     out = run.output_folder("evaluations", command.out, "" if exact else f"_{settings.label}", make=False)
     if exact:

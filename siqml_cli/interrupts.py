@@ -63,7 +63,7 @@ def on_interrupt(callback: Callable[[], object]) -> Callable[[], None]:
 
 def installed() -> bool:
     """Whether `install` has set this process's handlers (a `siqml` command, not a worker process of a sweep)."""
-    return bool(_installed)
+    return "thread" in _installed
 
 
 def received() -> bool:
@@ -92,7 +92,7 @@ _HANDLER_CODE = signal_handler(KeyboardInterrupt).__code__
 def install(command: str) -> None:
     """Handle SIGINT and SIGTERM in `siqml <command>` and start the watchdog; from the main thread, once
     (later calls do nothing). A signal the parent process ignores (nohup, a background job) stays ignored."""
-    if _installed or threading.current_thread() is not threading.main_thread():
+    if "thread" in _installed or threading.current_thread() is not threading.main_thread():
         return
     for signum, exception in ((signal.SIGINT, KeyboardInterrupt), (signal.SIGTERM, Terminated)):
         if signal.getsignal(signum) is not signal.SIG_IGN:
@@ -146,7 +146,7 @@ def _readable(fd: int, timeout: float | None) -> bool:
 
 def stopped_message(command: str, exc: KeyboardInterrupt) -> tuple[str, int]:
     """The one line and the exit code for a command stopped by `exc` (its text, if any, says what was kept)."""
-    terminated = isinstance(exc, Terminated) or type(exc).__name__ == "Terminated"
+    terminated = isinstance(exc, Terminated)
     how = "terminated (SIGTERM)" if terminated else "interrupted"
     note = str(exc)
     code = 128 + (signal.SIGTERM if terminated else signal.SIGINT)

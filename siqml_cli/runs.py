@@ -12,7 +12,8 @@ report, the ASE calculator) reads it through `RunFolder`:
     evaluations/, md/, vibrations/, hardware/                      later commands' outputs, one folder each
 
 Status goes `running` -> `complete` | `failed` | `interrupted`, and only inside `RunFolder.training`,
-the invocation that trains: a refused resume or any other command leaves a run exactly as it was.
+the invocation that trains: a refused resume or any other command leaves a run exactly as it was. The one
+other writer is `record_failed_job`, which marks a new sweep job `failed` in a folder that holds no run.
 Every file is checked when it is read; a damaged one is a one-line SiqmlError naming it.
 
 A fingerprint of what defines the model (molecule, symmetry, sizes, build options, the observable's
@@ -322,7 +323,7 @@ class RunFolder:
     def _set_status(self, status: str, **fields) -> None:
         if not self._training:
             raise RuntimeError(f"{self.path}: status {status} outside the training that owns it")
-        record = self.record() if self.has_record else {}
+        record = self.record()
         if status in (RUNNING, COMPLETE):
             record.pop("error", None)
         record.update(status=status, updated=now(), **fields)

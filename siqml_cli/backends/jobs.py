@@ -16,7 +16,6 @@ no record after it ends; `submit` therefore waits for local jobs and stores thei
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +28,7 @@ from siqml_cli.backends.settings import backend_settings
 from siqml_cli.data import Dataset
 from siqml_cli.data.io import atomic_path, write_text_atomic
 from siqml_cli.errors import SiqmlError
-from siqml_cli.runs import RunFolder
+from siqml_cli.runs import RunFolder, now
 
 HARDWARE_DIR = "hardware"
 SUBMISSION_FILE = "submission.json"
@@ -37,10 +36,6 @@ JOBS_FILE = "jobs.json"
 LOCAL_JOBS_DIR = "local_jobs"
 RESULTS_DIR = "results"
 DONE, FAILED = "DONE", ("ERROR", "CANCELLED")
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def _write_json(path: Path, record) -> None:
@@ -80,7 +75,7 @@ def submit_command(cfg: DictConfig) -> None:
     _write_json(folder / SUBMISSION_FILE, {
         **on_backend.record(), "run": str(run), "data": str(data.source), "species": list(data.species),
         "n": len(data), "observable": [[label, float(np.real(c))] for label, c in on_backend.isa.observable.to_list()],
-        "status": "submitting", "submitted": _now()})
+        "status": "submitting", "submitted": now()})
     jobs = [{"index": i, "configurations": [part.start, part.stop], "job_id": None, "status": "not submitted"}
             for i, part in enumerate(chunks(len(data), settings.configurations_per_job))]
     _write_json(folder / JOBS_FILE, jobs)
@@ -103,7 +98,7 @@ def send_in_batch(on_backend: BackendForceField, settings, pubs, jobs: list[dict
         estimator = make_estimator(settings, on_backend.target, mode=batch)
         for job_record, pub in zip(jobs, pubs):
             job = estimator.run([pub])
-            job_record.update(job_id=job.job_id(), status="submitted", submitted=_now())
+            job_record.update(job_id=job.job_id(), status="submitted", submitted=now())
             _write_json(folder / JOBS_FILE, jobs)
             submitted.append(job)
     return submitted
@@ -130,7 +125,7 @@ def values_of(result) -> tuple[np.ndarray, np.ndarray]:
 
 def _update_status(folder: Path, status: str, **fields) -> None:
     record = json.loads((folder / SUBMISSION_FILE).read_text())
-    record.update(status=status, updated=_now(), **fields)
+    record.update(status=status, updated=now(), **fields)
     _write_json(folder / SUBMISSION_FILE, record)
 
 
@@ -209,7 +204,7 @@ def retrieve_submission(run: Path, folder: Path) -> None:
         if path.exists():
             continue
         status, values, error = source.outcome(job["job_id"])
-        job.update(status=status, checked=_now())
+        job.update(status=status, checked=now())
         if status == DONE:
             _save_npz(path, evs=values[0], stds=values[1])
             job["status"] = "retrieved"
@@ -248,5 +243,5 @@ def write_tables(run: Path, folder: Path, record: dict, jobs: list[dict]) -> Non
     keep = {k: record[k] for k in ("backend", "device", "settings", "isa", "transpile_seconds",
                                    "rows_per_configuration", "gate_angles", "mitigation")}
     write_backend_evaluation(folder, run, forcefield, data, prediction,
-                             {**keep, "jobs": [j["job_id"] for j in jobs], "retrieved": _now()})
+                             {**keep, "jobs": [j["job_id"] for j in jobs], "retrieved": now()})
     _update_status(folder, "complete")

@@ -118,17 +118,19 @@ def check_compile_size(spec) -> int:
 
 
 def check_resources(spec, batch: int, precision: str, force_loss: bool,
-                    batch_option: str | None = "train.batch_size") -> Estimate:
+                    batch_option: str | None = "train.batch_size",
+                    precision_option: str | None = "train.precision=single") -> Estimate:
     """The estimate for one step, or a one-line SiqmlError when it exceeds the compile-size limit or the
-    memory available; `batch_option` names the setting that sets `batch` (for the message; None where no
-    setting does, e.g. the ASE calculator's one configuration at a time)."""
+    memory available; `batch_option` and `precision_option` name the settings that lower it (for the
+    message; None where no setting does, e.g. predictions, which always run one configuration chunk in
+    double precision)."""
     check_compile_size(spec)
     found = estimate(spec, batch, precision, force_loss)
     available = available_bytes()
     if found.peak_bytes > available:
         lower = [f"{batch_option} (now {batch})"] if batch_option else []
-        if precision == "double":
-            lower.append("train.precision=single")
+        if precision == "double" and precision_option:
+            lower.append(precision_option)
         lower.append("model.layers" if found.state_bytes >= found.compile_bytes else "model.blocks or model.layers")
         raise SiqmlError(f"this needs about {_gib(found.peak_bytes)} ({spec.n_qubits}-qubit states x batch {batch}"
                          f"{' with forces' if force_loss else ''}: {_gib(found.state_bytes)}; compiling "

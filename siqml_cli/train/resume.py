@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from siqml_cli.config import GROUPS
@@ -37,16 +36,30 @@ def resumed_config(folder: Path, overrides: list[str]) -> DictConfig:
     cfg = check_resumable(folder)
     keep = [o.lstrip("+") for o in overrides
             if "=" in o and not o.startswith(("resume=", "hydra", "+molecule=", "molecule="))]
-    for override in keep:
-        key, value = override.split("=", 1)
+    for override, parsed in zip(keep, _parse(keep)):
+        key = parsed.key_or_group
         if key in GROUPS:
             raise SiqmlError(f"a resumed run keeps its config groups; '{override}' cannot change, start a new run")
         if OmegaConf.select(cfg, key, default="__missing__") == "__missing__":
             raise SiqmlError(f"unknown key '{key}' in override '{override}'")
-        OmegaConf.update(cfg, key, yaml.safe_load(value) if value else None)
+        OmegaConf.update(cfg, key, parsed.value())
     cfg.resume = str(folder)
     verify_resumable(RunFolder(folder), cfg)
     return cfg
+
+
+def _parse(overrides: list[str]) -> list:
+    """Hydra's own reading of `key=value` (so `1e-3` is the number a new run would get), one line if it fails."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except Exception as exc:  # Hydra's parser raises its own exception types for a malformed override
+        raise SiqmlError(f"cannot read the overrides {' '.join(overrides)}: {str(exc).splitlines()[0]}") from None
+    for override in parsed:
+        if override.is_delete() or override.is_sweep_override():
+            raise SiqmlError(f"'{override.input_line}' cannot apply to a resumed run: give key=value") from None
+    return parsed
 
 
 def verify_resumable(run: RunFolder, cfg: DictConfig) -> None:
