@@ -92,9 +92,12 @@ from siqml_cli import interrupts
 interrupts.install("train")
 interrupts.on_interrupt(lambda: "continue with: siqml train resume=somewhere")
 interrupts.on_interrupt(lambda: None)
-print("ready", flush=True)
+ready = False
 while True:
-    try:
+    try:  # "ready" inside the try: the signal may come as soon as it is printed
+        if not ready:
+            print("ready", flush=True)
+            ready = True
         time.sleep(0.05)
     except KeyboardInterrupt:
         pass  # a main thread stuck where it cannot stop
