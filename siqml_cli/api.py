@@ -167,7 +167,7 @@ def train(overrides: str | Sequence[str] = (), *, output_dir: str | Path | None 
     if flags:
         raise SiqmlError(f"train() takes key=value overrides; {flags[0]} is a flag of the command line (sweeps: "
                          "`siqml train -m ...`; help: `siqml train --help`)")
-    from siqml_cli.cli import has_experiment, preflight
+    from siqml_cli.cli import compose_check, has_experiment, preflight
 
     if has_experiment(overrides):
         raise SiqmlError("an experiment is a sweep of several runs: run it with `siqml train experiment=<name>`, or "
@@ -176,26 +176,10 @@ def train(overrides: str | Sequence[str] = (), *, output_dir: str | Path | None 
     if "-m" in overrides:  # resume=<a sweep's folder> continues the sweep
         raise SiqmlError("resume= names a sweep's folder; continue a sweep with `siqml train resume=<folder>`, or "
                          "give train() one of its runs")
-    cfg = _compose_train(overrides)
+    cfg = compose_check("train", overrides, keep_hydra=True)
     resumed = cfg.resume is not None
     folder = _run_dir(cfg, output_dir, resumed)
     return _train_into(cfg, TrainedRun(folder), overrides, resumed, progress)
-
-
-def _compose_train(overrides: list[str]) -> DictConfig:
-    """The train config as Hydra composes it for the command line, with Hydra's own node (the run folder's
-    pattern); `preflight` has already reported any bad override in one line."""
-    from hydra import compose, initialize_config_module
-
-    import siqml_cli.config  # noqa: F401 (registers the schemas the configs name)
-    from siqml_cli.paths import CONFIG_PACKAGE
-
-    try:
-        with initialize_config_module(config_module=CONFIG_PACKAGE, version_base="1.3"):
-            return compose(config_name="train", overrides=overrides, return_hydra_config=True)
-    except Exception as exc:  # a hydra.* override preflight leaves to Hydra; Hydra raises several types
-        lines = [line.strip().rstrip(".") for line in str(exc).splitlines() if line.strip()]
-        raise SiqmlError("; ".join(lines[:3])) from None
 
 
 def _run_dir(cfg: DictConfig, output_dir: str | Path | None, resumed: bool) -> Path:

@@ -73,14 +73,16 @@ def check_groups(overrides: list[str]) -> None:
                 raise SiqmlError(f"unknown {group} '{choice}'; choose one of: {', '.join(options)}")
 
 
-def compose_check(config_name: str, overrides: list[str]):
-    """Compose the config once without running, to report bad keys or values as one line; returns it."""
+def compose_check(config_name: str, overrides: list[str], keep_hydra: bool = False):
+    """Compose the config once without running, to report bad keys or values as one line; returns it.
+    Hydra's own overrides (`hydra.run.dir=...`) are left to Hydra unless `keep_hydra` (the Python API,
+    which has no Hydra run to apply them)."""
     from hydra import compose, initialize_config_module
     from omegaconf.errors import ValidationError
 
     from siqml_cli.config import COMMAND_SCHEMAS, describe
 
-    plain = [o for o in overrides if not o.startswith(("hydra.", "hydra/", "-"))]
+    plain = [o for o in overrides if not o.startswith(("-",) if keep_hydra else ("hydra.", "hydra/", "-"))]
     try:
         with initialize_config_module(config_module=CONFIG_PACKAGE, version_base="1.3"):
             return compose(config_name=config_name, overrides=plain, return_hydra_config=True)

@@ -159,6 +159,7 @@ def mitigation_record(settings: BackendSettings) -> dict:
     """What the results say about error mitigation: the options, and whether they applied."""
     if settings.kind == "aer":
         return {"applied": False, "note": "Aer's primitives have no error mitigation; the mitigation keys do not apply"}
-    return {"applied": True, "options": {**settings.record()["mitigation"], **settings.record()["options"]},
+    record = settings.record()
+    return {"applied": True, "options": {**record["mitigation"], **record["options"]},
             "note": "qiskit-ibm-runtime client-side Estimator: mitigation runs on this machine (local mode too)"}
 
