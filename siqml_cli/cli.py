@@ -58,6 +58,20 @@ def has_molecule(overrides: list[str]) -> bool:
     return any((_group_value(o) or ("",))[0] == "molecule" for o in overrides)
 
 
+def shipped_molecules() -> list[str]:
+    from siqml_cli.molecules import shipped
+
+    return sorted(shipped())
+
+
+def with_custom_molecule(overrides: list[str]) -> list[str]:
+    """`molecule.geometry=...` or `molecule.data=...` without `+molecule`: a molecule known only from its file
+    (`+molecule=custom`), so that `siqml data molecule.geometry=x.xyz` needs nothing more."""
+    if any(o.startswith(("molecule.geometry=", "molecule.data=")) for o in overrides):
+        return [*overrides, "+molecule=custom"]
+    return overrides
+
+
 def check_groups(overrides: list[str]) -> None:
     """Unknown options of config groups, one line each (Hydra would print a paragraph)."""
     for override in overrides:
@@ -115,10 +129,16 @@ def preflight(command: str, overrides: list[str]) -> list[str]:
             if not has_molecule(overrides):
                 overrides.append(f"+molecule={saved.molecule.name}")
         elif not has_molecule(overrides) and not has_experiment(overrides):
-            raise SiqmlError("+molecule is missing: add +molecule=lih (or h2o, water_dimer, water_dimer_cut), "
-                             "or run one of the paper's experiments with experiment=<name>")
+            overrides = with_custom_molecule(overrides)
+            if not has_molecule(overrides):
+                raise SiqmlError(f"+molecule is missing: add +molecule=<name> ({', '.join(shipped_molecules())}), "
+                                 "or molecule.data=<file> for your own molecule, or run one of the paper's "
+                                 "experiments with experiment=<name>")
     if command in ("check-symmetry", "data") and not wants_help and not has_molecule(overrides):
-        raise SiqmlError("+molecule is missing: add +molecule=lih or +molecule=h2o")
+        overrides = with_custom_molecule(overrides)
+        if not has_molecule(overrides):
+            raise SiqmlError(f"+molecule is missing: add +molecule=<name> ({', '.join(shipped_molecules())}), or "
+                             "molecule.geometry=<xyz file> for your own molecule")
     if command in ("evaluate", "md", "vibrations", "submit", "retrieve") and not wants_help and not any(
             o.startswith("run=") for o in overrides):
         raise SiqmlError("run= is missing: give a trained run folder, e.g. run=results/h2o/broken/<date>_<time>")

@@ -59,10 +59,21 @@ class SymmetryName(Choice):
 
 
 class Frame(Choice):
-    """What each water dimer atom's vector is measured from (models/water_dimer.py FRAMES)."""
+    """What each encoded atom's vector is measured from: the water dimer's `midpoint` (its default) or
+    `bonds` (models/water_dimer.py FRAMES); an automatic model's `auto` (its default), `centroid` or
+    `bonds` (models/auto.py FRAMES)."""
 
     midpoint = "midpoint"
     bonds = "bonds"
+    auto = "auto"
+    centroid = "centroid"
+
+
+class PermutationGroup(Choice):
+    """Which exchanges of identical atoms an automatic model is invariant under (models/graph.py)."""
+
+    bonds = "bonds"
+    all = "all"
 
 
 class Observable(Choice):
@@ -144,19 +155,37 @@ def _interval(key: str, value) -> tuple[float, float]:
 
 @dataclass
 class GenerateConfig:
-    n: int = 1                                          # configurations `siqml data` samples
-    params: dict[str, Any] = field(default_factory=dict)  # the molecule's sampling ranges
+    sampler: str = "normal_modes"                         # how configurations are drawn (data/generate.py)
+    n: int = 1                                            # configurations `siqml data` samples
+    params: dict[str, Any] = field(default_factory=dict)  # the sampler's parameters
 
     def __post_init__(self):
+        from siqml_cli.data.generate import GENERATORS
+
         _integer("molecule.generate.n", self.n, 1)
+        if self.sampler not in GENERATORS:
+            raise SiqmlError(f"molecule.generate.sampler must be one of {', '.join(GENERATORS)}, got {self.sampler!r}")
 
 
 @dataclass
 class MoleculeConfig:
+    """One entry of the molecule registry (configs/molecule/, siqml_cli/molecules.py)."""
+
     name: str = MISSING
     species: list[str] = MISSING
-    data: str = MISSING
+    data: str | None = None      # its data set (.h5 or .extxyz)
+    geometry: str | None = None  # start geometry `siqml data` optimises (xyz/extxyz), for a normal-mode sampler
+    model: str = "auto"          # `auto`, or a hand-made circuit of the paper: lih, h2o, water_dimer
     generate: GenerateConfig = field(default_factory=GenerateConfig)
+
+    def __post_init__(self):
+        from siqml_cli.models import BUILDERS
+
+        if self.model != "auto" and self.model not in BUILDERS:
+            raise SiqmlError(f"molecule.model must be auto or one of {', '.join(sorted(BUILDERS))}, got {self.model!r}")
+        if self.generate.sampler == "normal_modes" and not self.geometry and not self.data:
+            raise SiqmlError(f"molecule {self.name} needs molecule.geometry=<xyz file> (a start geometry) or "
+                             "molecule.data=<data file>")
 
 
 @dataclass
@@ -170,7 +199,8 @@ class ModelConfig:
 
     layers: int = 4
     blocks: int = 1
-    frame: Frame = Frame.midpoint
+    frame: Frame | None = None    # null: the model's own default (midpoint for the water dimer, auto otherwise)
+    group: PermutationGroup = PermutationGroup.bonds
     atom_readout: bool = False
     observable: Observable = Observable.fixed
     alpha_init: float = 1.0
@@ -192,6 +222,14 @@ class ModelConfig:
         if self.output_range is not None:
             _interval("model.output_range", self.output_range)
         low, high = _interval("model.feature_range", self.feature_range)
+        self._check_periodize(low, high)
+
+    def options(self) -> dict:
+        """These settings as plain values (choices as their strings), the form `models.build_model` reads."""
+        plain = lambda v: v.value if isinstance(v, Choice) else v  # noqa: E731
+        return {f.name: plain(getattr(self, f.name)) for f in fields(self)}
+
+    def _check_periodize(self, low: float, high: float) -> None:
         if self.periodize and not math.isclose(high - low, math.pi, rel_tol=1e-9):
             raise SiqmlError(f"model.periodize=true needs a feature_range of width pi (e.g. [0, 3.141592653589793]), "
                              f"so that features and their mirror images fill one 2 pi period; got {[low, high]}")
@@ -481,10 +519,12 @@ class GenerateCommand:
     export: str | None = None
     relabel: bool = True
     data: LabelKeys = field(default_factory=LabelKeys)  # of an extxyz input=
+    workers: int | None = None  # labelling processes; null: one per core
 
     def __post_init__(self):
         if self.n is not None and self.n < 1:
             raise SiqmlError(f"n must be a positive number of configurations, got {self.n}")
+        _integer("workers", self.workers, 1, allow_none=True)
 
 
 @dataclass
@@ -546,6 +586,11 @@ def register() -> None:
     store = ConfigStore.instance()
     for name, schema in COMMAND_SCHEMAS.items():
         store.store(name=f"{name}_schema", node=schema)
+    # `+molecule=custom` reads its name and atoms from the file it is given (configs/molecule/custom.yaml)
+    from siqml_cli import molecules
+
+    OmegaConf.register_new_resolver("siqml_custom_name", molecules.custom_name, replace=True)
+    OmegaConf.register_new_resolver("siqml_custom_species", molecules.custom_species, replace=True)
 
 
 register()

@@ -31,14 +31,24 @@ class ReferenceCalculator(Calculator):
 
     implemented_properties = ["energy", "free_energy", "forces"]
 
-    def __init__(self, molecule: str, **kwargs):
+    def __init__(self, run, **kwargs):
         super().__init__(**kwargs)
-        self.reference = GENERATORS[molecule].label
+        self.reference = GENERATORS[reference_sampler(run)].label
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
         energy, forces = self.reference(tuple(self.atoms.get_chemical_symbols()), self.atoms.get_positions())
         self.results = {"energy": energy, "free_energy": energy, "forces": np.asarray(forces)}
+
+
+def reference_sampler(run) -> str:
+    """The sampler (and so the labelling method) of the data set a run was trained on; runs from before molecules
+    named their sampler used their molecule's name."""
+    from omegaconf import OmegaConf
+
+    config = RunFolder(run).config()
+    sampler = OmegaConf.select(config, "molecule.generate.sampler", default=None) or str(config.molecule.name)
+    return sampler if sampler in GENERATORS else "normal_modes"
 
 
 def start_atoms(calc: SIQMLCalculator, start: str | None) -> Atoms:
@@ -196,7 +206,7 @@ def vibrations_command(cfg: DictConfig) -> None:
         write(tmp, model_min, format="extxyz")
     if settings.reference:
         ref_atoms = atoms.copy()
-        ref_atoms.calc = ReferenceCalculator(calc.forcefield.spec.name)
+        ref_atoms.calc = ReferenceCalculator(calc.run)
         ref_freqs, ref_min = harmonic_frequencies(ref_atoms, out, "reference", settings.fmax, settings.delta)
         table["reference (cm^-1)"] = ref_freqs
         table["difference (cm^-1)"] = freqs - ref_freqs

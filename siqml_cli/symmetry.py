@@ -12,6 +12,7 @@ import pandas as pd
 from omegaconf import DictConfig
 from scipy.spatial.transform import Rotation
 
+from siqml_cli import molecules
 from siqml_cli.config import CheckSymmetryCommand, parse_command
 from siqml_cli.data.generate import GENERATORS, sample
 from siqml_cli.errors import SiqmlError
@@ -25,8 +26,43 @@ EXCHANGES = {"h2o": {"H1 <-> H2": [0, 2, 1]}, "lih": {},
              "water_dimer": {"H_a1 <-> H_a2": [0, 2, 1, 3, 4, 5], "H_b1 <-> H_b2": [0, 1, 2, 3, 5, 4],
                              "molecule a <-> b": [3, 4, 5, 0, 1, 2]}}
 
-#: models whose inversion is a qubit permutation (the inversion pair encoding), so SB(eps) keeps it
+#: hand-made models whose inversion is a qubit permutation (the inversion pair encoding), so SB(eps) keeps it;
+#: every automatically built model encodes on inversion pairs too
 INVERSION_AS_QUBIT_SWAPS = {"water_dimer"}
+
+
+def is_automatic(spec) -> bool:
+    return spec.options().get("construction") == "auto"
+
+
+def exchanges(spec) -> dict[str, list[int]]:
+    """The atom permutations a model must be invariant under (with `symmetry=full|broken`): the hand-made
+    models' table above, or every element of an automatic model's group but the identity."""
+    if not is_automatic(spec):
+        return EXCHANGES.get(spec.name, {})
+    from siqml_cli.models.graph import group_elements
+
+    options = spec.options()
+    group = "identity" if spec.symmetry in ("rotation", "none") else options.get("group", "bonds")
+    elements = group_elements(spec.species, np.asarray(options["reference_geometry"]), group)
+    return {f"{tuple(perm)}": list(perm) for perm in elements if list(perm) != sorted(perm)}
+
+
+def outside_group(spec) -> dict[str, list[int]]:
+    """For an automatic model with the bond-graph group: exchanges of two identical atoms that the group does
+    not hold (e.g. H2O2's two H alone), which must change the energy, so the table shows a check that fails."""
+    if not is_automatic(spec) or spec.symmetry == "none":
+        return {}
+    kept = {tuple(p) for p in exchanges(spec).values()}
+    species, n = spec.species, len(spec.species)
+    found = {}
+    for a in range(n):
+        for b in range(a + 1, n):
+            swap = list(range(n))
+            swap[a], swap[b] = b, a
+            if species[a] == species[b] and tuple(swap) not in kept:
+                found[f"exchange {species[a]}{a} <-> {species[b]}{b} alone (outside the group)"] = swap
+    return dict(list(found.items())[:2])
 
 
 def _relative(a, b) -> float:
@@ -58,8 +94,10 @@ def invariance_errors(spec: ModelSpec, sim: Simulator, weights: dict, positions:
         "translation": _relative(energy(positions + rng.uniform(-3, 3, size=3)), f),
         "sum of forces = 0": float(np.max(np.abs(grad.sum(axis=1))) / max(np.max(np.abs(grad)), 1e-300)),
     }
-    for name, perm in EXCHANGES.get(spec.name, {}).items():
+    for name, perm in exchanges(spec).items():
         errors[f"exchange {name}"] = _relative(energy(positions[:, perm]), f)
+    for name, perm in outside_group(spec).items():
+        errors[name] = _relative(energy(positions[:, perm]), f)
     h = 1e-5
     step = np.zeros_like(positions)
     step[:, -1, 0] = h
@@ -75,14 +113,17 @@ def expected_invariances(spec: ModelSpec) -> dict[str, bool]:
         exact = {"rotation (energy)": o3, "rotation (forces equivariant)": o3, "rotation about z": o3,
                  "reflection x -> -x": o3, "inversion r -> -r": o3, "translation": True, "sum of forces = 0": True,
                  "forces = -finite difference": True}
-        return {**exact, **{f"exchange {name}": False for name in EXCHANGES.get(spec.name, {})}}
+        return {**exact, **{f"exchange {name}": False for name in exchanges(spec)},
+                **{name: False for name in outside_group(spec)}}
     eps_on = spec.symmetry_breaking
     exact = {"rotation (energy)": not eps_on, "rotation (forces equivariant)": not eps_on,
              "rotation about z": True, "reflection x -> -x": not eps_on,
-             "inversion r -> -r": not eps_on or spec.name in INVERSION_AS_QUBIT_SWAPS,
+             "inversion r -> -r": not eps_on or spec.name in INVERSION_AS_QUBIT_SWAPS or is_automatic(spec),
              "translation": True, "sum of forces = 0": True, "forces = -finite difference": True}
-    for name in EXCHANGES.get(spec.name, {}):
+    for name in exchanges(spec):
         exact[f"exchange {name}"] = spec.symmetry in ("full", "broken")
+    for name in outside_group(spec):
+        exact[name] = False
     return exact
 
 
@@ -107,7 +148,8 @@ def model_and_weights(settings: CheckSymmetryCommand) -> tuple[ModelSpec, dict]:
     molecule, choice, seed = settings.molecule.name, settings.weights, settings.seed
     if choice in ("random", "init"):
         model = settings.model
-        spec = build_model(molecule, settings.symmetry.name, model.layers, model.blocks, model)
+        spec = build_model(molecule, settings.symmetry.name, model.layers, model.blocks,
+                           {**model.options(), **molecules.from_settings(settings.molecule).model_options()})
         return spec, spec.random_weights(seed) if choice == "random" else spec.init_weights(seed)
     from siqml_cli.runs import RunFolder
 
@@ -118,14 +160,29 @@ def model_and_weights(settings: CheckSymmetryCommand) -> tuple[ModelSpec, dict]:
     return forcefield.spec, {k: np.asarray(v) for k, v in forcefield.weights.items()}
 
 
+def configurations(molecule: molecules.Molecule, params, n: int, seed: int) -> np.ndarray:
+    """`n` configurations drawn as the molecule's data set is (no labels needed): a normal-mode sampler draws
+    around the minimum its data file records."""
+    modes = None
+    if GENERATORS[molecule.sampler].normal_modes:
+        from siqml_cli.data.io import read_dataset
+        from siqml_cli.data.normal_modes import NormalModes
+        from siqml_cli.paths import resolve_input
+
+        if not molecule.data or not resolve_input(molecule.data).is_file():
+            raise SiqmlError(f"{molecule.name} has no data file yet to draw configurations around its minimum; make "
+                             f"it with `siqml data +molecule={molecule.name}` (n=10 is enough for this check)")
+        data = read_dataset(resolve_input(molecule.data), molecule.species)
+        modes = NormalModes.from_attrs(data.species, data.attrs)
+    return sample(molecule.sampler, n, seed, {k: (list(v) if isinstance(v, (list, tuple)) else v)
+                                               for k, v in dict(params).items()}, modes)
+
+
 def check_symmetry_command(cfg: DictConfig) -> None:
     settings = parse_command("check_symmetry", cfg)
-    molecule = settings.molecule.name
     spec, weights = model_and_weights(settings)
-    if molecule not in GENERATORS:
-        raise SiqmlError(f"no configuration sampler for '{molecule}'")
-    params = {k: list(v) for k, v in settings.molecule.generate.params.items()}
-    positions = sample(molecule, settings.n_configs, settings.seed, params)
+    positions = configurations(molecules.from_settings(settings.molecule), settings.molecule.generate.params,
+                               settings.n_configs, settings.seed)
     if settings.weights in ("random", "init"):  # a trained run keeps its own feature scaling
         spec = spec.fit(positions)
     table = symmetry_table(spec, weights, positions, settings.seed)

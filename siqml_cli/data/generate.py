@@ -7,8 +7,11 @@ and renames the finished file into place.
 
 from __future__ import annotations
 
+import os
 import time
+import warnings
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -17,8 +20,9 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 from tqdm.auto import tqdm
 
+from siqml_cli.data import normal_modes
 from siqml_cli.data.io import read_hdf5, write_hdf5
-from siqml_cli.data.schema import MOLECULE_SPECIES, Dataset
+from siqml_cli.data.schema import Dataset
 from siqml_cli.errors import SiqmlError
 from siqml_cli.units import HARTREE_EV, HARTREE_PER_BOHR_TO_EV_PER_ANGSTROM
 
@@ -204,24 +208,28 @@ class Generator:
     label: Callable[[tuple, np.ndarray], tuple[float, np.ndarray]]
     whole_set: bool = False  # `sample(rng, n, ...)` draws all n at once (a cut), not one per call
     attrs: dict = field(default_factory=dict)  # more provenance for the file's attributes
+    normal_modes: bool = False  # `sample(modes, rng, ...)` draws around a minimum (`normal_modes.NormalModes`)
 
 
+PBE = "RKS PBE/def2-SVP (PySCF default grid, conv_tol 1e-10), analytic gradients"
+
+#: The samplers, by name (a molecule's `molecule.generate.sampler`): the paper's hand-made ones, and the
+#: normal-mode sampler of any molecule.
 GENERATORS = {
     "lih": Generator("FCI/STO-3G (PySCF, RHF reference, conv_tol 1e-12); forces by central differences "
                      f"of E(d), h = {LIH_FD_STEP} Angstrom", sample_lih, label_lih),
-    "h2o": Generator("RKS PBE/def2-SVP (PySCF default grid, conv_tol 1e-10), analytic gradients",
-                     sample_h2o, label_dft),
-    "water_dimer": Generator("RKS PBE/def2-SVP (PySCF default grid, conv_tol 1e-10), analytic gradients",
-                             sample_water_dimer, label_dft),
-    "water_dimer_cut": Generator("RKS PBE/def2-SVP (PySCF default grid, conv_tol 1e-10), analytic gradients",
-                                 sample_water_dimer_cut, label_dft, whole_set=True,
+    "h2o": Generator(PBE, sample_h2o, label_dft),
+    "water_dimer": Generator(PBE, sample_water_dimer, label_dft),
+    "water_dimer_cut": Generator(PBE, sample_water_dimer_cut, label_dft, whole_set=True,
                                  attrs={"reference_geometry": WATER_DIMER_MINIMUM, "cut_atom": CUT_ATOM,
                                         "cut_axis": CUT_AXIS}),
+    "normal_modes": Generator(PBE + "; configurations from the harmonic normal modes of the optimised geometry",
+                              normal_modes.sample_from, label_dft, normal_modes=True),
 }
 
 
 def package_versions() -> dict[str, str]:
-    return {name: metadata.version(name) for name in ("pyscf", "numpy", "scipy", "siqml")
+    return {name: metadata.version(name) for name in ("pyscf", "numpy", "scipy", "ase", "siqml")
             if _installed(name)}
 
 
@@ -233,22 +241,41 @@ def _installed(name: str) -> bool:
         return False
 
 
-def sample(molecule: str, n: int, seed: int, params: dict) -> np.ndarray:
+def sample(sampler: str, n: int, seed: int, params: dict, modes: normal_modes.NormalModes | None = None) -> np.ndarray:
+    """`n` configurations (n, A, 3) drawn by `sampler` from `seed`; a normal-mode sampler draws around `modes`."""
     rng = np.random.default_rng(seed)
-    generator = GENERATORS[molecule]
+    generator = GENERATORS[sampler]
     params = {k: tuple(v) if isinstance(v, list) else v for k, v in params.items()}
     if generator.whole_set:
         return generator.sample(rng, n, **params)
+    if generator.normal_modes:
+        if modes is None:
+            raise SiqmlError("the normal-mode sampler needs the molecule's modes; generate its data set first "
+                             "with `siqml data`")
+        return np.stack([generator.sample(modes, rng, **params) for _ in range(n)])
     return np.stack([generator.sample(rng, **params) for _ in range(n)])
 
 
-def label_all(data: Dataset, molecule: str, out: Path) -> Dataset:
-    """Fill in energies and forces where missing (NaN), checkpointing to `<out>.partial.h5`; on Ctrl-C
-    (or SIGTERM) the labels so far are saved there before the interruption goes on, with what was kept."""
+def _single_threaded_worker() -> None:
+    """Each labelling process uses one core: one process per core beats one process with many threads on
+    molecules this small."""
+    from pyscf import lib
+
+    lib.num_threads(1)
+
+
+def default_workers() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+def label_all(data: Dataset, sampler: str, out: Path, workers: int = 1, description: str = "") -> Dataset:
+    """Fill in energies and forces where missing (NaN), `workers` processes at once, checkpointing to
+    `<out>.partial.h5`; on Ctrl-C (or SIGTERM) the labels so far are saved there before the interruption
+    goes on, with what was kept."""
     from siqml_cli import interrupts
 
     partial = out.with_name(out.name + ".partial.h5")
-    label = GENERATORS[molecule].label
+    label = GENERATORS[sampler].label
     todo = np.where(~np.isfinite(data.energies))[0]
     last_save = time.monotonic()
 
@@ -256,16 +283,37 @@ def label_all(data: Dataset, molecule: str, out: Path) -> Dataset:
         return (f"{save_labelled(data, partial)} of {len(data)} configurations labelled, kept in {partial}; run the "
                 "same command again to continue")
 
+    def checkpoint() -> None:
+        nonlocal last_save
+        if time.monotonic() - last_save >= CHECKPOINT_EVERY_S:
+            write_hdf5(data, partial)
+            last_save = time.monotonic()
+
     forget = interrupts.on_interrupt(kept)
+    bar = tqdm(total=len(data), initial=len(data) - len(todo), desc=f"labelling {description or sampler}",
+               unit="conf")
     try:
-        for i in tqdm(todo, desc=f"labelling {molecule}", unit="conf", initial=len(data) - len(todo), total=len(data)):
-            data.energies[i], data.forces[i] = label(data.species, data.positions[i])
-            if time.monotonic() - last_save >= CHECKPOINT_EVERY_S:
-                write_hdf5(data, partial)
-                last_save = time.monotonic()
+        if workers <= 1 or len(todo) <= 1:
+            for i in todo:
+                data.energies[i], data.forces[i] = label(data.species, data.positions[i])
+                bar.update()
+                checkpoint()
+        else:
+            with ProcessPoolExecutor(max_workers=workers, initializer=_single_threaded_worker) as pool:
+                futures = {pool.submit(label, data.species, data.positions[i]): i for i in todo}
+                try:
+                    for future in as_completed(futures):
+                        i = futures[future]
+                        data.energies[i], data.forces[i] = future.result()
+                        bar.update()
+                        checkpoint()
+                except BaseException:
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    raise
     except KeyboardInterrupt as exc:
         raise type(exc)(kept()) from None
     finally:
+        bar.close()
         forget()
     write_hdf5(data, out)
     partial.unlink(missing_ok=True)
@@ -280,19 +328,70 @@ def save_labelled(data: Dataset, partial: Path) -> int:
     return int(np.isfinite(energies).sum())
 
 
-def generate(molecule: str, n: int, seed: int, params: dict, out: str | Path,
-             positions: np.ndarray | None = None) -> Dataset:
-    """Sample (or take `positions`), label with PySCF, write `out` atomically; resume a partial run."""
-    if molecule not in GENERATORS:
-        raise SiqmlError(f"no reference generator for molecule '{molecule}'; choose one of {sorted(GENERATORS)}")
+def check_basis(species) -> None:
+    """A one-line error for an element the level of theory's basis set does not cover."""
+    from pyscf import gto
+
+    for element in dict.fromkeys(species):
+        try:
+            with warnings.catch_warnings():  # PySCF suggests another package before it raises
+                warnings.simplefilter("ignore")
+                gto.basis.load(DFT_SETTINGS["basis"], element)
+        except Exception:  # PySCF raises several types for a missing element
+            raise SiqmlError(f"the {DFT_SETTINGS['basis']} basis set has no functions for {element}; siqml labels "
+                             f"with PBE/{DFT_SETTINGS['basis']}, so {element} cannot be used") from None
+
+
+def reference_modes(molecule, partial: Path) -> normal_modes.NormalModes:
+    """The normal modes a data set of `molecule` is drawn around: those of an interrupted run (kept in
+    `partial`), else computed from its start geometry (optimised first)."""
+    from siqml_cli.paths import resolve_input
+
+    if partial.exists():
+        previous = read_hdf5(partial)
+        if "normal_modes" in previous.attrs:
+            return normal_modes.NormalModes.from_attrs(previous.species, previous.attrs)
+    if not molecule.geometry:
+        raise SiqmlError(f"molecule {molecule.name} has no start geometry: give molecule.geometry=<xyz file>")
+    species, start = normal_modes.read_geometry(resolve_input(molecule.geometry))
+    if species != molecule.species:
+        raise SiqmlError(f"{molecule.geometry} has atoms {'-'.join(species)}, but molecule {molecule.name} is "
+                         f"{'-'.join(molecule.species)}; give the atoms in the molecule's order")
+    check_basis(species)
+    print(f"{molecule.name}: optimising {molecule.geometry} and computing its normal modes "
+          f"(PBE/{DFT_SETTINGS['basis']})", flush=True)
+    modes = normal_modes.prepare(species, start)
+    print(f"{molecule.name}: minimum at {modes.energy:.5f} eV, harmonic frequencies "
+          f"{', '.join(f'{w:.0f}' for w in modes.wavenumbers)} cm^-1", flush=True)
+    return modes
+
+
+def generate(molecule, n: int, seed: int, params: dict, out: str | Path, positions: np.ndarray | None = None,
+             workers: int = 1) -> Dataset:
+    """Sample (or take `positions`), label with PySCF, write `out` atomically; resume a partial run.
+    `molecule` is a `siqml_cli.molecules.Molecule` or a shipped molecule's name."""
+    if isinstance(molecule, str):
+        from siqml_cli import molecules
+
+        molecule = molecules.get(molecule)
+    sampler = molecule.sampler
+    if sampler not in GENERATORS:
+        raise SiqmlError(f"no sampler '{sampler}'; choose one of {', '.join(GENERATORS)}")
+    generator = GENERATORS[sampler]
     out = Path(out)
     partial = out.with_name(out.name + ".partial.h5")
-    species = MOLECULE_SPECIES[molecule]
+    species = tuple(molecule.species)
+    attrs = {"molecule": molecule.name, "level_of_theory": generator.level_of_theory, "sampler": sampler,
+             "generator": {"n": int(n if positions is None else len(positions)), "seed": int(seed), **params},
+             "seed": int(seed), "versions": package_versions(), **generator.attrs}
     if positions is None:
-        positions = sample(molecule, n, seed, params)
-    attrs = {"molecule": molecule, "level_of_theory": GENERATORS[molecule].level_of_theory,
-             "generator": {"n": int(len(positions)), "seed": int(seed), **params},
-             "seed": int(seed), "versions": package_versions(), **GENERATORS[molecule].attrs}
+        modes = reference_modes(molecule, partial) if generator.normal_modes else None
+        positions = sample(sampler, n, seed, params, modes)
+        if modes is not None:
+            from siqml_cli.models.graph import bond_graph
+
+            attrs.update(modes.attrs, temperature=float(params.get("temperature", np.nan)),
+                         bonds=[list(e) for e in bond_graph(species, modes.minimum).edges])
     data = Dataset(species, positions, np.full(len(positions), np.nan), np.full(positions.shape, np.nan),
                    attrs, str(out))
     if partial.exists():
@@ -302,4 +401,4 @@ def generate(molecule: str, n: int, seed: int, params: dict, out: str | Path,
         else:
             raise SiqmlError(f"{partial} was started with other settings; delete it or rerun with the same "
                              "seed and parameters to resume")
-    return label_all(data, molecule, out)
+    return label_all(data, sampler, out, workers, molecule.name)

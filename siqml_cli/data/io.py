@@ -154,8 +154,8 @@ def read_extxyz(path: Path, energy_key: str | None = None, forces_key: str | Non
     return Dataset(species, positions, energies, forces, {}, str(path))
 
 
-def read_dataset(path: str | os.PathLike, molecule: str | None = None, *, energy_key: str | None = None,
-                 forces_key: str | None = None) -> Dataset:
+def read_dataset(path: str | os.PathLike, molecule: str | tuple[str, ...] | None = None, *,
+                 energy_key: str | None = None, forces_key: str | None = None) -> Dataset:
     """Read an HDF5 or extxyz file and check it (against `molecule` when given).
 
     `energy_key` and `forces_key` name the labels of an extxyz file written by another tool (see

@@ -7,14 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from siqml_cli.errors import SiqmlError
-
-#: Atom order each model expects (docs/data.md); a file must list its atoms in this order.
-MOLECULE_SPECIES: dict[str, tuple[str, ...]] = {
-    "lih": ("Li", "H"),
-    "h2o": ("O", "H", "H"),
-    "water_dimer": ("O", "H", "H", "O", "H", "H"),
-    "water_dimer_cut": ("O", "H", "H", "O", "H", "H"),
-}
+from siqml_cli.molecules import species_of
 
 UNITS = {"positions": "Angstrom", "energies": "eV", "forces": "eV/Angstrom"}
 
@@ -50,8 +43,9 @@ class Dataset:
         return Dataset(self.species, self.positions[index], pick(self.energies), pick(self.forces),
                        dict(self.attrs), self.source)
 
-    def check(self, molecule: str | None = None) -> Dataset:
-        """Raise a SiqmlError naming the file and the problem if this data cannot be used."""
+    def check(self, molecule: str | tuple[str, ...] | None = None) -> Dataset:
+        """Raise a SiqmlError naming the file and the problem if this data cannot be used; `molecule` (a
+        shipped molecule's name, or the atoms in order) is what the file's atoms must be."""
         where = self.source
         n_atoms = len(self.species)
         if self.positions.ndim != 3 or self.positions.shape[1:] != (n_atoms, 3):
@@ -61,12 +55,12 @@ class Dataset:
         if not np.all(np.isfinite(self.positions)):
             bad = np.where(~np.isfinite(self.positions).all(axis=(1, 2)))[0]
             raise SiqmlError(f"{where}: configuration {bad[0]} has NaN or infinite coordinates; remove or fix it")
-        if molecule is not None:
-            expected = MOLECULE_SPECIES[molecule]
-            if self.species != expected:
-                raise SiqmlError(
-                    f"{where}: atoms are {'-'.join(self.species)} but molecule '{molecule}' needs "
-                    f"{'-'.join(expected)} in this order; reorder the atoms or pick the matching +molecule")
+        expected = molecule if molecule is None or not isinstance(molecule, str) else species_of(molecule)
+        if expected is not None and self.species != tuple(expected):
+            name = f"molecule '{molecule}'" if isinstance(molecule, str) else "the model"
+            raise SiqmlError(
+                f"{where}: atoms are {'-'.join(self.species)} but {name} needs "
+                f"{'-'.join(expected)} in this order; reorder the atoms or pick the matching +molecule")
         for name, values, shape in (("energies", self.energies, (len(self),)),
                                     ("forces", self.forces, self.positions.shape)):
             if values is None:

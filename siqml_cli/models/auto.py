@@ -96,7 +96,7 @@ def auto_layout(species, reference_positions, group: str = "bonds", frame: str =
                          f"({'-'.join(species) or 'none'}): give the geometry of the whole molecule")
     if frame not in FRAMES:
         raise SiqmlError(f"the frame must be one of {', '.join(FRAMES)}, got {frame!r}")
-    if frame == "bonds" and group != "bonds":
+    if frame == "bonds" and group == "all":
         raise SiqmlError("frame=bonds measures atoms from their bonded neighbours, which only the bond-graph "
                          "group keeps: use group=bonds, or frame=auto with group=all")
     graph = bonds_graph.bond_graph(species, reference_positions)

@@ -28,9 +28,9 @@ from qiskit.circuit import ParameterVector
 from qiskit.quantum_info import SparsePauliOp
 
 from siqml_cli.config import ModelConfig
-from siqml_cli.data.schema import MOLECULE_SPECIES
 from siqml_cli.errors import SiqmlError
 from siqml_cli.models import h2o, lih
+from siqml_cli.molecules import species_of
 from siqml_cli.precision import double_precision
 
 #: what a trained model adds to its options: the feature scaling fitted on its training split
@@ -322,6 +322,6 @@ def build(molecule: str, layers: int, blocks: int, model: ModelConfig | None = N
                 raise SiqmlError(f"{key} has {len(fitted[key])} entries, the {features} features of {molecule} "
                                  f"are {len(feature_map.names)}; the run's model.json does not match this model")
     low, high = (float(v) for v in model.feature_range)
-    return GenericSpec(name=molecule, species=MOLECULE_SPECIES[molecule], layers=layers, blocks=blocks,
+    return GenericSpec(name=molecule, species=species_of(molecule), layers=layers, blocks=blocks,
                        features=features, feature_map=feature_map, feature_range=(low, high), periodize=model.periodize,
                        **fitted)

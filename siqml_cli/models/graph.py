@@ -22,8 +22,8 @@ from siqml_cli.errors import SiqmlError
 #: bonded when the distance is below (r_i + r_j) * BOND_TOLERANCE, r the covalent radii
 BOND_TOLERANCE = 1.2
 #: "bonds": the permutations of identical atoms that map the bond graph onto itself;
-#: "all": every permutation of identical atoms
-GROUPS = ("bonds", "all")
+#: "all": every permutation of identical atoms; "identity": no exchange at all (`symmetry=rotation`)
+GROUPS = ("bonds", "all", "identity")
 
 
 def bond_graph(species, positions, tolerance: float = BOND_TOLERANCE) -> nx.Graph:
@@ -48,11 +48,20 @@ def bond_graph(species, positions, tolerance: float = BOND_TOLERANCE) -> nx.Grap
     return graph
 
 
+#: more automorphisms than this are not enumerated (24 unbonded identical atoms would have 24!): a one-line error
+MAX_GROUP_ELEMENTS = 100_000
+
+
 def automorphisms(graph: nx.Graph) -> tuple[tuple[int, ...], ...]:
     """Every permutation of the nodes that keeps the edges and each node's element, the identity first."""
     matcher = GraphMatcher(graph, graph, node_match=categorical_node_match("element", None))
     n = graph.number_of_nodes()
-    found = {tuple(mapping[k] for k in range(n)) for mapping in matcher.isomorphisms_iter()}
+    found = set()
+    for mapping in matcher.isomorphisms_iter():
+        found.add(tuple(mapping[k] for k in range(n)))
+        if len(found) > MAX_GROUP_ELEMENTS:
+            raise SiqmlError(f"the bond graph has more than {MAX_GROUP_ELEMENTS} symmetries (many identical, "
+                             "unbonded atoms?); check the geometry is one molecule in Angstrom, or use model.group=all")
     return tuple(sorted(found))
 
 
@@ -69,6 +78,9 @@ def group_generators(species, positions, group: str = "bonds") -> tuple[tuple[in
     enough to simulate has few), or the exchanges of neighbouring atoms in each element's list."""
     if group == "bonds":
         return automorphisms(bond_graph(species, positions))
+    if group == "identity":
+        bond_graph(species, positions)  # the same checks of the atoms and geometry
+        return (tuple(range(len(species))),)
     if group == "all":
         n = len(species)
         swaps = []

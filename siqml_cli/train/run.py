@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
+from siqml_cli import molecules
 from siqml_cli.config import ModelConfig, TrainCommand, parse
 from siqml_cli.data import Dataset, read_dataset, write_predictions
 from siqml_cli.data.io import write_text_atomic
@@ -57,7 +58,8 @@ def loop_settings(settings: TrainCommand) -> LoopSettings:
 
 def load_training_data(cfg: DictConfig, molecule: str, need_forces: bool) -> Dataset:
     path = resolve_input(OmegaConf.select(cfg, "data.path") or cfg.molecule.data)
-    data = read_dataset(path, molecule, energy_key=OmegaConf.select(cfg, "data.energy_key", default=None),
+    data = read_dataset(path, tuple(cfg.molecule.species),
+                        energy_key=OmegaConf.select(cfg, "data.energy_key", default=None),
                         forces_key=OmegaConf.select(cfg, "data.forces_key", default=None))
     if not data.has_labels:
         raise SiqmlError(f"{path}: has no energies to train on; label it first with `siqml data +molecule={molecule} "
@@ -90,13 +92,22 @@ def checked_settings(cfg: DictConfig) -> RunSettings:
     schema's (`siqml_cli.config.TrainCommand`); what depends on the model is checked here, its compile size
     included (so that a sweep with one model too large to compile is refused before any job starts)."""
     settings = parse(TrainCommand, cfg)
-    spec = build_model(settings.molecule.name, settings.symmetry.name, settings.model.layers, settings.model.blocks,
-                       settings.model)
+    molecule = molecules.from_settings(settings.molecule)
+    spec = build_model(molecule.name, settings.symmetry.name, settings.model.layers, settings.model.blocks,
+                       {**settings.model.options(), **molecule.model_options()})
     check_compile_size(spec)
     return RunSettings(loop=loop_settings(settings), sigma=settings.noise.sigma,
                        train_fraction=settings.data.train_fraction, spec=spec, precision=settings.train.precision.value,
                        backend=settings.backend, output_range=output_interval(settings.model, spec),
                        window=settings.data.relevant_window)
+
+
+def describe_model(spec) -> str:
+    """One line on the model about to be trained: its kind, qubits and trainable weights."""
+    kind = (f"generic VQLM ({spec.features} features)" if spec.symmetry == "none"
+            else f"siVQLM ({'built automatically' if spec.options().get('construction') == 'auto' else 'hand-made'})")
+    return (f"{kind}, symmetry={spec.symmetry}, {spec.n_qubits} qubits, D={spec.layers}, B={spec.blocks}, "
+            f"{spec.n_trainable()} trainable weights")
 
 
 def output_interval(model: ModelConfig, spec) -> tuple[float, float]:
@@ -122,6 +133,7 @@ def train_run(cfg: DictConfig, folder: Path | RunFolder, resume: bool = False, p
     train_fraction, backend, window = checked.train_fraction, checked.backend, checked.window
     identity = model_identity(spec, checked.output_range)
     data = load_training_data(cfg, molecule, settings.force_weight > 0)
+    print(f"{molecule}: {describe_model(spec)}", flush=True)
     if backend.kind != "statevector" and resume:
         raise SiqmlError("a run trained on a Qiskit backend cannot be resumed; start it again")
 
