@@ -146,3 +146,35 @@ def test_bad_options_are_one_line_errors():
         spec.to_qiskit("trotter", 0)
     with pytest.raises(SiqmlError, match=r"trotter_order must be 1 \(Lie-Trotter\) or even"):
         trotter_error(spec, spec.random_weights(0), 1, 3)
+
+
+def test_backend_runs_the_trotterised_circuit_and_records_its_error():
+    """backend.orbit_synthesis=trotter: exact Aer runs the product formula, whose energies differ from the fast
+    simulator's by no more than the recorded bound allows; the label and the record say so."""
+    from siqml_cli.backends.forcefield import BackendForceField
+    from siqml_cli.backends.settings import backend_settings
+    from siqml_cli.forcefield import ForceField, LabelScaler
+
+    spec = auto("nh3")
+    weights = small_weights(spec, 8, scale=0.3)
+    forcefield = ForceField(spec, weights, LabelScaler(e_min=-8.0, e_max=-7.0, out_lo=-0.8, out_hi=0.8))
+    x = perturbed(MOLECULES["nh3"], 2, seed=9)
+    exact = forcefield.predict(x).energies
+    settings = backend_settings({"kind": "aer", "forces": "none", "orbit_synthesis": "trotter", "trotter_steps": 2})
+    assert settings.label == "aer-exact-trotter2x2"
+    on_aer = BackendForceField(forcefield, settings)
+    recorded = on_aer.record()["trotter_error"]
+    assert recorded == {"max_gate": on_aer.trotter.max_gate, "circuit_bound": on_aer.trotter.circuit_bound,
+                        "gates": 3}
+    assert recorded == vars(trotter_error(spec, weights, 2, 2))
+    assert on_aer.trotter_line().startswith("aer-exact-trotter2x2: 3 orbit gates as product formulae (order 2, "
+                                            f"2 steps): largest gate error {recorded['max_gate']:.2e}, whole circuit")
+    norm = np.abs(np.linalg.eigvalsh(spec.observable(weights).to_matrix())).max()
+    difference = np.abs(on_aer.predict(x).energies - exact)
+    assert np.all(difference > 1e-8)
+    assert np.all(difference <= forcefield.scaler.slope * 2 * norm * recorded["circuit_bound"])
+    exact_export = BackendForceField(forcefield, backend_settings({"kind": "aer", "forces": "none"}))
+    assert exact_export.trotter is None and exact_export.trotter_line() is None
+    assert exact_export.record()["trotter_error"] is None
+    with pytest.raises(SiqmlError, match=r"backend.trotter_order must be 1 \(Lie-Trotter\) or even"):
+        backend_settings({"kind": "aer", "orbit_synthesis": "trotter", "trotter_order": 3})

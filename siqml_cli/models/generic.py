@@ -32,6 +32,7 @@ from siqml_cli.data.schema import MOLECULE_SPECIES
 from siqml_cli.errors import SiqmlError
 from siqml_cli.models import h2o, lih
 from siqml_cli.models.graph import bond_graph
+from siqml_cli.models.spec import check_orbit_synthesis
 from siqml_cli.precision import double_precision
 
 #: what a trained model adds to its options: the feature scaling fitted on its training split
@@ -394,8 +395,13 @@ class GenericSpec:
     def observable_weights(self, weights: dict) -> np.ndarray:
         return np.ones(1)
 
-    def to_qiskit(self) -> tuple[QuantumCircuit, SparsePauliOp]:
-        """The circuit with named parameters: `theta` (weights, flattened) and `enc` (the F scaled features)."""
+    def to_qiskit(self, orbit_synthesis: str = "exact", trotter_steps: int = 1,
+                  trotter_order: int = 2) -> tuple[QuantumCircuit, SparsePauliOp]:
+        """The circuit with named parameters: `theta` (weights, flattened) and `enc` (the F scaled features).
+
+        It has no orbit gates, so the synthesis options (checked and taken for the interface `ModelSpec` shares)
+        change nothing."""
+        check_orbit_synthesis(orbit_synthesis, trotter_steps, trotter_order)
         n = self.n_qubits
         theta = ParameterVector("theta", self.n_trainable())
         enc = ParameterVector("enc", self.n_features)
@@ -427,9 +433,9 @@ class GenericSpec:
                  "enc": np.asarray(self.scaled_features(jnp.asarray(positions)))}
         return np.stack([named[p.vector.name][:, p.index] for p in circuit.parameters], axis=1)
 
-    def bound_circuit(self, weights: dict, positions: np.ndarray) -> QuantumCircuit:
-        """The circuit for one configuration (A, 3), every parameter bound."""
-        qc, _ = self.to_qiskit()
+    def bound_circuit(self, weights: dict, positions: np.ndarray, **synthesis) -> QuantumCircuit:
+        """The circuit for one configuration (A, 3), every parameter bound; `synthesis`: `to_qiskit`'s options."""
+        qc, _ = self.to_qiskit(**synthesis)
         return qc.assign_parameters(self.parameter_values(qc, weights, positions)[0])
 
 
