@@ -95,6 +95,13 @@ class BackendKind(Choice):
     ibm = "ibm"
 
 
+class OrbitSynthesis(Choice):
+    """How the exported circuit writes a multi-qubit orbit gate (models/spec.py ORBIT_SYNTHESES)."""
+
+    exact = "exact"
+    trotter = "trotter"
+
+
 class ForceMethod(Choice):
     shift = "shift"
     finite_difference = "finite_difference"
@@ -343,6 +350,9 @@ class BackendConfig:
     forces: ForceMethod = ForceMethod.shift
     finite_difference_step: float = 0.001
     configurations_per_job: int = 100
+    orbit_synthesis: OrbitSynthesis = OrbitSynthesis.exact
+    trotter_steps: int = 1
+    trotter_order: int = 2
     noise: NoiseModelConfig = field(default_factory=NoiseModelConfig)
     mitigation: MitigationConfig = field(default_factory=MitigationConfig)
     options: dict[str, Any] = field(default_factory=dict)
@@ -361,6 +371,11 @@ class BackendConfig:
         if not 0 <= self.optimization_level <= 3:
             raise SiqmlError(f"backend.optimization_level must be 0, 1, 2 or 3, got {self.optimization_level}")
         _integer("backend.configurations_per_job", self.configurations_per_job, 1)
+        _integer("backend.trotter_steps", self.trotter_steps, 1)
+        _integer("backend.trotter_order", self.trotter_order, 1)
+        if self.trotter_order > 1 and self.trotter_order % 2:
+            raise SiqmlError(f"backend.trotter_order must be 1 (Lie-Trotter) or even (Suzuki-Trotter: 2, 4, ...), "
+                             f"got {self.trotter_order}")
         if self.kind in (BackendKind.fake, BackendKind.ibm):
             runtime_options(self)  # the runtime's own check of the mitigation keys and `options`
 
@@ -375,6 +390,8 @@ class BackendConfig:
             where = (f"aer-{self.noise.device}-noise" if self.noise.device
                      else "aer-noisy" if self.noise.active else "aer")
         label = f"{where}-{'exact' if self.shots is None else f'{self.shots}shots'}"
+        if self.orbit_synthesis == OrbitSynthesis.trotter:
+            label += f"-trotter{self.trotter_order}x{self.trotter_steps}"
         if self.kind == BackendKind.aer:
             return label
         m = self.mitigation
@@ -385,6 +402,12 @@ class BackendConfig:
     def record(self) -> dict:
         """What the results folder says about this backend (no credentials exist in here to leak)."""
         return _plain(asdict(self))
+
+    @property
+    def orbit_export(self) -> dict:
+        """The keyword arguments of `ModelSpec.to_qiskit` that say how wide orbit gates are exported."""
+        return {"orbit_synthesis": self.orbit_synthesis.value, "trotter_steps": self.trotter_steps,
+                "trotter_order": self.trotter_order}
 
 
 def runtime_options(settings: BackendConfig):

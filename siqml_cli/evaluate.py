@@ -60,6 +60,8 @@ def evaluate_command(cfg: DictConfig) -> None:
         model = BackendForceField(forcefield, settings)
         print(f"{settings.label}: ISA circuit depth {model.isa.depth}, {model.isa.two_qubit_gates} two-qubit gates; "
               f"{len(data)} configurations x {model.plan.rows_per_configuration} circuits ...", flush=True)
+        if line := model.trotter_line():
+            print(line)
     t0 = time.perf_counter()
     prediction = model.predict(data.positions)
     seconds = time.perf_counter() - t0

@@ -109,9 +109,11 @@ def invariance_errors(spec: ModelSpec, sim: Simulator, weights: dict, positions:
 def expected_invariances(spec: ModelSpec) -> dict[str, bool]:
     """Which checks must hold exactly for this model (finite differences hold to ~1e-8 only)."""
     if spec.symmetry == "none":  # generic VQLM: distances and angles are O(3) invariant, nothing else is
-        o3 = spec.features == "internal"
-        exact = {"rotation (energy)": o3, "rotation (forces equivariant)": o3, "rotation about z": o3,
-                 "reflection x -> -x": o3, "inversion r -> -r": o3, "translation": True, "sum of forces = 0": True,
+        rotations = spec.feature_map.rotations  # internal coordinates; a Z-matrix's dihedral sines flip in a mirror
+        reflections = spec.feature_map.reflections
+        exact = {"rotation (energy)": rotations, "rotation (forces equivariant)": rotations,
+                 "rotation about z": rotations, "reflection x -> -x": reflections, "inversion r -> -r": reflections,
+                 "translation": True, "sum of forces = 0": True,
                  "forces = -finite difference": True}
         return {**exact, **{f"exchange {name}": False for name in exchanges(spec)},
                 **{name: False for name in outside_group(spec)}}

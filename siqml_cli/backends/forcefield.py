@@ -8,6 +8,7 @@ and `from_results` turns the estimator's values back into eV and eV/Å with the 
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 
 import numpy as np
 
@@ -16,12 +17,14 @@ from siqml_cli.backends.isa import transpile
 from siqml_cli.backends.settings import BackendSettings
 from siqml_cli.backends.shift import ShiftPlan
 from siqml_cli.forcefield import ForceField
+from siqml_cli.models.spec import ModelSpec, trotter_error
 from siqml_cli.prediction import Prediction
 
 
 def plan_for(forcefield: ForceField, settings: BackendSettings) -> ShiftPlan:
     weights = {k: np.asarray(v, dtype=float) for k, v in forcefield.weights.items()}
-    return ShiftPlan(forcefield.spec, weights, settings.forces, settings.finite_difference_step)
+    return ShiftPlan(forcefield.spec, weights, settings.forces, settings.finite_difference_step,
+                     settings.orbit_export)
 
 
 def chunks(n: int, size: int) -> list[slice]:
@@ -47,6 +50,9 @@ class BackendForceField:
     def __init__(self, forcefield: ForceField, settings: BackendSettings, target=None):
         self.forcefield, self.settings = forcefield, settings
         self.plan = plan_for(forcefield, settings)
+        self.trotter = (trotter_error(forcefield.spec, self.plan.weights, settings.trotter_steps,
+                                      settings.trotter_order)
+                        if settings.orbit_synthesis == "trotter" and isinstance(forcefield.spec, ModelSpec) else None)
         self.target = target or make_target(settings)
         t0 = time.perf_counter()
         self.isa = transpile(self.plan.circuit, self.plan.observable, self.target, settings.optimization_level,
@@ -66,10 +72,20 @@ class BackendForceField:
         stds = np.concatenate([np.asarray(r.data.stds, dtype=float) for r in result])
         return to_prediction(self.forcefield, self.plan, positions, evs, stds)
 
+    def trotter_line(self) -> str | None:
+        """What the product-formula export costs in accuracy, for the command's output (None when exact)."""
+        if self.trotter is None:
+            return None
+        return (f"{self.settings.label}: {self.trotter.gates} orbit gates as product formulae (order "
+                f"{self.settings.trotter_order}, {self.settings.trotter_steps} steps): largest gate error "
+                f"{self.trotter.max_gate:.2e}, whole circuit within {self.trotter.circuit_bound:.2e} "
+                "(operator norm, up to a global phase)")
+
     def record(self) -> dict:
         """Backend, circuit cost and settings for the results folder."""
         return {"backend": self.settings.label, "device": self.target.name, "settings": self.settings.record(),
                 "isa": self.isa.record(), "transpile_seconds": round(self.transpile_seconds, 3),
                 "rows_per_configuration": self.plan.rows_per_configuration,
                 "gate_angles": int(self.plan.circuit.num_parameters),
-                "mitigation": mitigation_record(self.settings)}
+                "mitigation": mitigation_record(self.settings),
+                "trotter_error": None if self.trotter is None else asdict(self.trotter)}

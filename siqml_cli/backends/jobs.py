@@ -63,6 +63,8 @@ def submit_command(cfg: DictConfig) -> None:
     forcefield = RunFolder(run).load_forcefield()
     data = evaluation_data(command.data, run, forcefield.spec.name)
     on_backend = BackendForceField(forcefield, settings)
+    if line := on_backend.trotter_line():
+        print(line)
     folder = RunFolder(run).output_folder(HARDWARE_DIR, suffix=f"_{settings.label}", make=False)
     folder.mkdir(parents=True, exist_ok=False)
     pubs = on_backend.pubs(data.positions)
@@ -242,6 +244,7 @@ def write_tables(run: Path, folder: Path, record: dict, jobs: list[dict]) -> Non
     prediction = to_prediction(forcefield, plan, data.positions, np.concatenate(evs), np.concatenate(stds))
     keep = {k: record[k] for k in ("backend", "device", "settings", "isa", "transpile_seconds",
                                    "rows_per_configuration", "gate_angles", "mitigation")}
+    keep["trotter_error"] = record.get("trotter_error")  # absent from submissions made before the key existed
     write_backend_evaluation(folder, run, forcefield, data, prediction,
                              {**keep, "jobs": [j["job_id"] for j in jobs], "retrieved": now()})
     _update_status(folder, "complete")

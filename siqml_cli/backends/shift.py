@@ -111,12 +111,14 @@ class ShiftPlan:
 
     forces: `shift` (parameter-shift on the encoding gates), `finite_difference` (central
     differences of f in each Cartesian coordinate, step `step` Å) or `none` (energies only).
+    `orbit_export`: `to_qiskit`'s options for wide orbit gates (exact by default).
     """
 
     @double_precision
-    def __init__(self, spec: ModelSpec, weights: dict, forces: str = "shift", step: float = 1e-3):
+    def __init__(self, spec: ModelSpec, weights: dict, forces: str = "shift", step: float = 1e-3,
+                 orbit_export: dict | None = None):
         self.spec, self.weights, self.forces, self.step = spec, weights, forces, step
-        parametric, _ = spec.to_qiskit()
+        parametric, _ = spec.to_qiskit(**(orbit_export or {}))
         self.observable = spec.observable(weights)
         self.parametric = parametric
         self.angles = AngleCircuit.build(parametric)

@@ -47,12 +47,59 @@ def orbit_gate(qc: QuantumCircuit, theta: ParameterExpression | float, pairs) ->
     `PauliEvolutionGate` of commuting Z strings (synthesised exactly, parameter kept symbolic), and
     the basis change back. Equal to the exponential up to a global phase (the identity term).
     """
-    qubits = sorted({q for pair in pairs for q in pair})
-    local = {q: k for k, q in enumerate(qubits)}
-    values, vectors = np.linalg.eigh(heisenberg_generator(len(qubits), [(local[i], local[j]) for i, j in pairs]))
+    qubits, local_pairs = _local(pairs)
+    values, vectors = np.linalg.eigh(heisenberg_generator(len(qubits), local_pairs))
     qc.append(UnitaryGate(vectors.conj().T, label="to eigenbasis"), qubits)
     qc.append(PauliEvolutionGate(diagonal_as_z_strings(values), time=theta, label="RH orbit"), qubits)
     qc.append(UnitaryGate(vectors, label="from eigenbasis"), qubits)
+
+
+def trotter_orbit_gate(qc: QuantumCircuit, theta: ParameterExpression | float, pairs, steps: int,
+                       order: int) -> None:
+    """exp(-i theta sum_{(i,j) in pairs} H_ij) approximated by a product formula (`product_formula`).
+
+    The exact `orbit_gate` on k qubits carries two dense 2^k x 2^k basis changes, whose synthesis on
+    hardware grows as 4^k two-qubit gates (CH4: one 8-qubit gate); a product formula is RXX, RYY and
+    RZZ rotations, 3 per pair and stage of each step, at an error that `trotter_distance` measures.
+    Written out as the circuit Qiskit's `PauliEvolutionGate` synthesises, rather than as that gate:
+    `Operator` and `Statevector` compute a `PauliEvolutionGate` as the exact exponential, ignoring its
+    synthesis, so the statevector backend would run the exact gate while Aer and hardware run the formula."""
+    qubits, local_pairs = _local(pairs)
+    generator = heisenberg_interaction(len(qubits), local_pairs)
+    gate = PauliEvolutionGate(generator, time=theta, synthesis=product_formula(steps, order))
+    qc.compose(gate.definition, qubits, inplace=True)
+
+
+def product_formula(steps: int, order: int):
+    """Qiskit's Lie-Trotter formula (order 1) or Suzuki-Trotter formula (an even order), `steps` repetitions."""
+    from qiskit.synthesis import LieTrotter, SuzukiTrotter
+
+    return LieTrotter(reps=steps) if order == 1 else SuzukiTrotter(order=order, reps=steps)
+
+
+def _local(pairs) -> tuple[list[int], list[tuple[int, int]]]:
+    """The qubits the pairs act on (sorted) and the pairs renumbered onto them."""
+    qubits = sorted({q for pair in pairs for q in pair})
+    local = {q: k for k, q in enumerate(qubits)}
+    return qubits, [(local[i], local[j]) for i, j in pairs]
+
+
+def trotter_distance(theta: float, pairs, steps: int, order: int) -> float:
+    """min over phi of || exp(-i theta sum H_ij) - e^(i phi) T ||_2, T the unitary of `trotter_orbit_gate`.
+
+    With W = E^dagger T (unitary, eigenphases lambda_k), || E - e^(i phi) T || = max_k |1 - e^(i (phi + lambda_k))|;
+    the best phi centres the shortest arc holding every lambda_k, of length A = 2 pi - the widest gap between
+    neighbouring phases, so the distance is 2 sin(A / 4), exactly."""
+    from qiskit.quantum_info import Operator
+
+    qubits, local_pairs = _local(pairs)
+    values, vectors = np.linalg.eigh(heisenberg_generator(len(qubits), local_pairs))
+    exact = (vectors * np.exp(-1j * theta * values)) @ vectors.conj().T
+    circuit = QuantumCircuit(len(qubits))
+    trotter_orbit_gate(circuit, theta, local_pairs, steps, order)
+    phases = np.sort(np.angle(np.linalg.eigvals(exact.conj().T @ Operator(circuit).data)))
+    widest_gap = np.max(np.diff(np.append(phases, phases[0] + 2 * np.pi)))
+    return float(2 * np.sin((2 * np.pi - widest_gap) / 4))
 
 
 def diagonal_as_z_strings(values: np.ndarray) -> SparsePauliOp:

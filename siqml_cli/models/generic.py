@@ -30,6 +30,8 @@ from qiskit.quantum_info import SparsePauliOp
 from siqml_cli.config import ModelConfig
 from siqml_cli.errors import SiqmlError
 from siqml_cli.models import h2o, lih
+from siqml_cli.models.graph import bond_graph
+from siqml_cli.models.spec import check_orbit_synthesis
 from siqml_cli.molecules import species_of
 from siqml_cli.precision import double_precision
 
@@ -106,21 +108,147 @@ def h2o_cartesian_geometry(raw: np.ndarray, positions: np.ndarray) -> np.ndarray
 @dataclass(frozen=True)
 class FeatureMap:
     """`raw`: positions (..., A, 3) -> features (..., F), array operations only (autodiff gives forces);
-    `geometry`: features (N, F) and positions (N, A, 3) -> positions with those features (mirrored copies)."""
+    `geometry`: features (N, F) and positions (N, A, 3) -> positions with those features (mirrored copies),
+    or None where the map has none (automatic maps: `model.periodize` is refused for them).
+    `rotations` / `reflections`: whether the features are invariant under them (all are under translations)."""
 
     names: tuple[str, ...]
     raw: Callable
-    geometry: Callable
+    geometry: Callable | None
+    rotations: bool = True
+    reflections: bool = True
 
 
 FEATURE_MAPS = {
     ("lih", "internal"): FeatureMap(("d",), lih_bond, lih_bond_geometry),
     ("h2o", "internal"): FeatureMap(("r1", "r2", "angle"), h2o_internal, h2o_internal_geometry),
-    ("lih", "cartesian"): FeatureMap(("x_H", "y_H", "z_H"), lih_cartesian, lih_cartesian_geometry),
+    ("lih", "cartesian"): FeatureMap(("x_H", "y_H", "z_H"), lih_cartesian, lih_cartesian_geometry,
+                                     rotations=False, reflections=False),
     ("h2o", "cartesian"): FeatureMap(("x_1", "y_1", "z_1", "x_2", "y_2", "z_2"), h2o_cartesian,
-                                     h2o_cartesian_geometry),
+                                     h2o_cartesian_geometry, rotations=False, reflections=False),
 }
 MOLECULES = tuple(sorted({molecule for molecule, _ in FEATURE_MAPS}))
+
+
+# --------------------------------------------------------------------------- any molecule: a Z-matrix
+
+#: a triple (i, a, b) spans no plane for a dihedral when its reference angle at `a` lies within this many
+#: degrees of 0 or 180 (room for the bends that sampled configurations make around the reference)
+COLLINEAR_DEGREES = 25.0
+
+
+def zmatrix(species, reference_positions) -> tuple[tuple[int, ...], ...]:
+    """The Z-matrix of a molecule: one row per atom in placement order, (atom,), (atom, a), (atom, a, b) or
+    (atom, a, b, c) -- the atom's distance to `a`, its angle at `a` with `b`, its dihedral about a-b with `c`.
+
+    Placement: a breadth-first traversal of the covalent bond graph (`graph.bond_graph`) from the heaviest
+    atom (the first on a tie), neighbours heaviest first, then by index; each atom's `a` is the atom it
+    was reached from. A disconnected graph (a cluster) continues from the heaviest atom not yet placed,
+    whose `a` is the nearest placed atom in the reference geometry. `b` is `a`'s own `a`, else the
+    earliest placed atom; `c` likewise `b`'s own `a`, else the earliest placed atom -- in each case the
+    first candidate whose triple ((i, a, b), resp. (a, b, c)) is not collinear in the reference geometry
+    (`COLLINEAR_DEGREES`). An atom whose triples are all collinear (a linear chain) keeps the first
+    candidate for its angle and has no dihedral.
+    """
+    from ase.data import atomic_numbers
+
+    species = tuple(str(s) for s in species)
+    x = np.asarray(reference_positions, dtype=float)
+    graph = bond_graph(species, x)  # also checks the shape and the elements
+
+    def heaviest_first(atom: int):
+        return -atomic_numbers[species[atom]], atom
+
+    def bent(i: int, a: int, b: int) -> bool:
+        u, v = x[i] - x[a], x[b] - x[a]
+        angle = math.degrees(math.atan2(np.linalg.norm(np.cross(u, v)), float(u @ v)))
+        return COLLINEAR_DEGREES < angle < 180.0 - COLLINEAR_DEGREES
+
+    order: list[int] = []
+    parent: dict[int, int] = {}
+    while len(order) < len(species):
+        root = min((a for a in range(len(species)) if a not in order), key=heaviest_first)
+        if order:
+            parent[root] = min(order, key=lambda a: np.linalg.norm(x[a] - x[root]))
+        order.append(root)
+        queue = [root]
+        while queue:
+            atom = queue.pop(0)
+            for neighbour in sorted(graph.neighbors(atom), key=heaviest_first):
+                if neighbour not in order:
+                    parent[neighbour] = atom
+                    order.append(neighbour)
+                    queue.append(neighbour)
+
+    def candidates(first: int | None, placed: list[int], exclude: set[int]) -> list[int]:
+        found = [first] if first is not None else []
+        return [c for c in dict.fromkeys(found + placed) if c not in exclude]
+
+    rows = []
+    for k, i in enumerate(order):
+        if k < 2:
+            rows.append((i,) if k == 0 else (i, parent[i]))
+            continue
+        a = parent[i]
+        choices = candidates(parent.get(a), order[:k], {i, a})
+        b = next((c for c in choices if bent(i, a, c)), choices[0])
+        c = None
+        if k >= 3 and bent(i, a, b):
+            c = next((c for c in candidates(parent.get(b), order[:k], {i, a, b}) if bent(a, b, c)), None)
+        rows.append((i, a, b) if c is None else (i, a, b, c))
+    return tuple(rows)
+
+
+def _pairs(x, first, second):
+    return x[..., first, :] - x[..., second, :]
+
+
+def zmatrix_feature_map(species, reference_positions) -> FeatureMap:
+    """The internal coordinates of `zmatrix`, row by row: each distance |r_i - r_a|, each angle at a (by atan2, as
+    `h2o_internal`), each dihedral about a-b as its cosine and sine.
+
+    cos and sin rather than the angle: a dihedral jumps from pi to -pi where the torsion passes through a
+    planar configuration (H2O2's trans geometry is sampled at 1000 K), and |dihedral| has a kink there;
+    cos and sin are smooth everywhere the dihedral is defined, and together they fix the geometry up to a
+    rotation and a translation. So the features are rotation and translation invariant; a reflection
+    changes the sign of every sine (the energy is reflection invariant, so the model must learn that, as it
+    must learn the exchange of identical atoms). Without a dihedral (three atoms, linear chains) they are
+    invariant under reflections too.
+    """
+    species = tuple(str(s) for s in species)
+    rows = zmatrix(species, reference_positions)
+    label = [f"{element}{k}" for k, element in enumerate(species)]
+    distances = [r[:2] for r in rows[1:]]
+    angles = [r[:3] for r in rows if len(r) >= 3]
+    dihedrals = [r for r in rows if len(r) == 4]
+    kinds = (("r", 2, distances), ("angle", 3, angles), ("cos dihedral", 4, dihedrals),
+             ("sin dihedral", 4, dihedrals))
+    computed = [(kind, r[0]) for kind, _, kind_rows in kinds for r in kind_rows]  # the order `raw` computes
+    names, columns = [], []
+    for r in rows:  # the features in row order
+        for kind, size, _ in kinds:
+            if len(r) >= size:
+                names.append(f"{kind}({'-'.join(label[a] for a in r[:size])})")
+                columns.append(computed.index((kind, r[0])))
+    index = {size: np.array([r[:size] for r in kind_rows], dtype=int).reshape(-1, size).T
+             for _, size, kind_rows in kinds}
+    columns = np.array(columns)
+
+    def raw(positions):
+        d_i, d_a = index[2]
+        a_i, a_a, a_b = index[3]
+        t_i, t_a, t_b, t_c = index[4]
+        u, v = _pairs(positions, a_i, a_a), _pairs(positions, a_b, a_a)
+        b0, b1, b2 = _pairs(positions, t_i, t_a), _pairs(positions, t_b, t_a), _pairs(positions, t_c, t_b)
+        n1, n2 = jnp.cross(b0, b1), jnp.cross(b1, b2)
+        scale = _norm(n1) * _norm(n2)
+        features = [_norm(_pairs(positions, d_i, d_a)),
+                    jnp.arctan2(_norm(jnp.cross(u, v)), jnp.sum(u * v, axis=-1)),
+                    jnp.sum(n1 * n2, axis=-1) / scale,
+                    jnp.sum(jnp.cross(n1, n2) * b1, axis=-1) / (scale * _norm(b1))]
+        return jnp.concatenate(features, axis=-1)[..., columns]
+
+    return FeatureMap(tuple(names), raw, None, rotations=True, reflections=not dihedrals)
 
 
 # --------------------------------------------------------------------------- the model
@@ -145,6 +273,8 @@ class GenericSpec:
     feature_min: tuple[float, ...] | None = None
     feature_max: tuple[float, ...] | None = None
     symmetry: str = "none"
+    #: the reference geometry an automatic feature map (`build_auto`) was built from; None for the paper's maps
+    reference_geometry: tuple[tuple[float, ...], ...] | None = None
 
     # ------------------------------------------------------------------ sizes
 
@@ -244,10 +374,15 @@ class GenericSpec:
         return np.concatenate(copies), np.tile(energies, n), None
 
     def options(self) -> dict:
-        """What `build_model` needs besides molecule, symmetry and sizes to rebuild this model (model.json)."""
-        return {"features": self.features, "feature_range": list(self.feature_range), "periodize": self.periodize,
-                "feature_min": None if self.feature_min is None else list(self.feature_min),
-                "feature_max": None if self.feature_max is None else list(self.feature_max)}
+        """What `build_model` needs besides molecule, symmetry and sizes to rebuild this model (model.json); an
+        automatic model adds its species and reference geometry, from which `build_auto` rebuilds its features."""
+        options = {"features": self.features, "feature_range": list(self.feature_range), "periodize": self.periodize,
+                   "feature_min": None if self.feature_min is None else list(self.feature_min),
+                   "feature_max": None if self.feature_max is None else list(self.feature_max)}
+        if self.reference_geometry is not None:
+            options |= {"construction": "auto", "species": list(self.species),
+                        "reference_geometry": [list(r) for r in self.reference_geometry]}
+        return options
 
     # ------------------------------------------------------------------ Qiskit
 
@@ -261,8 +396,13 @@ class GenericSpec:
     def observable_weights(self, weights: dict) -> np.ndarray:
         return np.ones(1)
 
-    def to_qiskit(self) -> tuple[QuantumCircuit, SparsePauliOp]:
-        """The circuit with named parameters: `theta` (weights, flattened) and `enc` (the F scaled features)."""
+    def to_qiskit(self, orbit_synthesis: str = "exact", trotter_steps: int = 1,
+                  trotter_order: int = 2) -> tuple[QuantumCircuit, SparsePauliOp]:
+        """The circuit with named parameters: `theta` (weights, flattened) and `enc` (the F scaled features).
+
+        It has no orbit gates, so the synthesis options (checked and taken for the interface `ModelSpec` shares)
+        change nothing."""
+        check_orbit_synthesis(orbit_synthesis, trotter_steps, trotter_order)
         n = self.n_qubits
         theta = ParameterVector("theta", self.n_trainable())
         enc = ParameterVector("enc", self.n_features)
@@ -294,9 +434,9 @@ class GenericSpec:
                  "enc": np.asarray(self.scaled_features(jnp.asarray(positions)))}
         return np.stack([named[p.vector.name][:, p.index] for p in circuit.parameters], axis=1)
 
-    def bound_circuit(self, weights: dict, positions: np.ndarray) -> QuantumCircuit:
-        """The circuit for one configuration (A, 3), every parameter bound."""
-        qc, _ = self.to_qiskit()
+    def bound_circuit(self, weights: dict, positions: np.ndarray, **synthesis) -> QuantumCircuit:
+        """The circuit for one configuration (A, 3), every parameter bound; `synthesis`: `to_qiskit`'s options."""
+        qc, _ = self.to_qiskit(**synthesis)
         return qc.assign_parameters(self.parameter_values(qc, weights, positions)[0])
 
 
@@ -307,6 +447,18 @@ def cnot_ring(qc: QuantumCircuit) -> None:
         qc.cx(q, (q + 1) % n)
 
 
+def _fitted(feature_map: FeatureMap, description: str, feature_min, feature_max) -> dict:
+    """A trained model's saved feature scaling, checked against the features it scales."""
+    fitted = {}
+    for key, value in (("feature_min", feature_min), ("feature_max", feature_max)):
+        if value is not None:
+            fitted[key] = tuple(float(v) for v in value)
+            if len(fitted[key]) != len(feature_map.names):
+                raise SiqmlError(f"{key} has {len(fitted[key])} entries, the {description} are "
+                                 f"{len(feature_map.names)}; the run's model.json does not match this model")
+    return fitted
+
+
 def build(molecule: str, layers: int, blocks: int, model: ModelConfig | None = None,
           feature_min=None, feature_max=None) -> GenericSpec:
     """The generic VQLM for `molecule`; `model` (checked settings) gives features, feature_range and periodize,
@@ -314,14 +466,33 @@ def build(molecule: str, layers: int, blocks: int, model: ModelConfig | None = N
     model = model or ModelConfig()
     features = model.features.value
     feature_map = FEATURE_MAPS[(molecule, features)]
-    fitted = {}
-    for key, value in (("feature_min", feature_min), ("feature_max", feature_max)):
-        if value is not None:
-            fitted[key] = tuple(float(v) for v in value)
-            if len(fitted[key]) != len(feature_map.names):
-                raise SiqmlError(f"{key} has {len(fitted[key])} entries, the {features} features of {molecule} "
-                                 f"are {len(feature_map.names)}; the run's model.json does not match this model")
+    fitted = _fitted(feature_map, f"{features} features of {molecule}", feature_min, feature_max)
     low, high = (float(v) for v in model.feature_range)
     return GenericSpec(name=molecule, species=species_of(molecule), layers=layers, blocks=blocks,
                        features=features, feature_map=feature_map, feature_range=(low, high), periodize=model.periodize,
                        **fitted)
+
+
+def build_auto(name: str, species, reference_positions, layers: int, blocks: int, model: ModelConfig | None = None,
+               feature_min=None, feature_max=None) -> GenericSpec:
+    """The generic VQLM of any molecule, on the internal coordinates of its Z-matrix (`zmatrix_feature_map`) built
+    from `species` and `reference_positions` (A, 3) in Angstrom; `model` gives feature_range, and a trained model
+    its fitted feature_min / feature_max. `name` is the model's molecule name."""
+    model = model or ModelConfig()
+    if model.features != "internal":
+        raise SiqmlError(f"model.features={model.features.value} exists for {', '.join(MOLECULES)} only; the generic "
+                         f"VQLM of {name} reads the internal coordinates of its Z-matrix: use model.features=internal")
+    if model.periodize:
+        raise SiqmlError(f"model.periodize=true needs mirrored geometries, which the automatic Z-matrix features of "
+                         f"{name} do not build: use model.periodize=false")
+    for option, value in (("layers", layers), ("blocks", blocks)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise SiqmlError(f"{option} must be a positive integer, got {value!r}")
+    species = tuple(str(s) for s in species)
+    reference = np.asarray(reference_positions, dtype=float)
+    feature_map = zmatrix_feature_map(species, reference)
+    fitted = _fitted(feature_map, f"Z-matrix features of {name}", feature_min, feature_max)
+    low, high = (float(v) for v in model.feature_range)
+    return GenericSpec(name=name, species=species, layers=layers, blocks=blocks, features="internal",
+                       feature_map=feature_map, feature_range=(low, high),
+                       reference_geometry=tuple(tuple(float(v) for v in r) for r in reference), **fitted)

@@ -15,7 +15,11 @@ from qiskit import QuantumCircuit
 from qiskit.circuit import ParameterVector
 from qiskit.quantum_info import SparsePauliOp
 
+from siqml_cli.errors import SiqmlError
 from siqml_cli.models import blocks
+
+#: how `ModelSpec.to_qiskit` writes an orbit gate whose pairs share qubits: exactly, or as a product formula
+ORBIT_SYNTHESES = ("exact", "trotter")
 
 
 @dataclass(frozen=True)
@@ -202,9 +206,15 @@ class ModelSpec:
         """The weights of `observable_terms` (NumPy or, inside a traced function, JAX)."""
         return weights["observable"] if self.observable_orbits else np.ones(1)
 
-    def to_qiskit(self) -> tuple[QuantumCircuit, SparsePauliOp]:
+    def to_qiskit(self, orbit_synthesis: str = "exact", trotter_steps: int = 1,
+                  trotter_order: int = 2) -> tuple[QuantumCircuit, SparsePauliOp]:
         """The circuit with named parameters: `theta`, `eps` (weights) and `enc` (encoding U angles), and the
-        observable as it starts (`observable(weights)` gives a trained one)."""
+        observable as it starts (`observable(weights)` gives a trained one).
+
+        `orbit_synthesis` writes each orbit gate whose pairs share qubits exactly (`blocks.orbit_gate`, what the
+        simulator computes) or as a product formula of `trotter_steps` steps of order `trotter_order`
+        (`blocks.trotter_orbit_gate`; its error: `trotter_error`). Gates of single pairs are exact either way."""
+        check_orbit_synthesis(orbit_synthesis, trotter_steps, trotter_order)
         shapes = self.weight_shapes()
         theta = ParameterVector("theta", int(np.prod(shapes["theta"])))
         enc = ParameterVector("enc", (self.layers + 1) * len(self.encoding) * 3)
@@ -228,6 +238,8 @@ class ModelSpec:
                     for pairs in orbit_components(c.pairs):
                         if len(pairs) == 1:
                             blocks.heisenberg_gate(qc, w, *pairs[0])
+                        elif orbit_synthesis == "trotter":
+                            blocks.trotter_orbit_gate(qc, w, pairs, trotter_steps, trotter_order)
                         else:
                             blocks.orbit_gate(qc, w, pairs)
             if self.symmetry_breaking:
@@ -259,9 +271,9 @@ class ModelSpec:
             columns.append(named[p.vector.name][:, p.index])
         return np.stack(columns, axis=1)
 
-    def bound_circuit(self, weights: dict, positions: np.ndarray) -> QuantumCircuit:
-        """The circuit for one configuration (A, 3), every parameter bound."""
-        qc, _ = self.to_qiskit()
+    def bound_circuit(self, weights: dict, positions: np.ndarray, **synthesis) -> QuantumCircuit:
+        """The circuit for one configuration (A, 3), every parameter bound; `synthesis`: `to_qiskit`'s options."""
+        qc, _ = self.to_qiskit(**synthesis)
         values = self.parameter_values(qc, weights, positions)[0]
         return qc.assign_parameters(values)
 
@@ -296,3 +308,42 @@ def orbit_components(pairs) -> list[tuple[tuple[int, int], ...]]:
         merged = [p for g in linked for p in g] + [tuple(pair)]
         groups = [g for g in groups if g not in linked] + [merged]
     return [tuple(g) for g in groups]
+
+
+def check_orbit_synthesis(orbit_synthesis: str, trotter_steps: int, trotter_order: int) -> None:
+    """A one-line SiqmlError for export options `to_qiskit` cannot follow."""
+    if orbit_synthesis not in ORBIT_SYNTHESES:
+        raise SiqmlError(f"orbit_synthesis must be one of {', '.join(ORBIT_SYNTHESES)}, got {orbit_synthesis!r}")
+    if isinstance(trotter_steps, bool) or not isinstance(trotter_steps, int) or trotter_steps < 1:
+        raise SiqmlError(f"trotter_steps must be a positive integer, got {trotter_steps!r}")
+    if isinstance(trotter_order, bool) or not isinstance(trotter_order, int) or not (
+            trotter_order == 1 or (trotter_order >= 2 and trotter_order % 2 == 0)):
+        raise SiqmlError(f"trotter_order must be 1 (Lie-Trotter) or even (Suzuki-Trotter: 2, 4, ...), "
+                         f"got {trotter_order!r}")
+
+
+@dataclass(frozen=True)
+class TrotterError:
+    """How far a product-formula export (`to_qiskit(orbit_synthesis="trotter")`) is from the exact circuit.
+
+    `max_gate`: the largest distance, up to a global phase, in operator norm, of one Trotterised orbit gate from
+    the exact gate, over every such gate of the circuit at the given weights. `circuit_bound`: their sum, which
+    bounds the distance of the whole circuit's unitary from the exact one (triangle inequality; every other gate
+    is the same in both), so the model's output <O> moves by at most 2 ||O|| circuit_bound. `gates`: how many gates
+    the product formula replaces (0: the export is exact)."""
+
+    max_gate: float
+    circuit_bound: float
+    gates: int
+
+
+def trotter_error(spec: ModelSpec, weights: dict, trotter_steps: int = 1, trotter_order: int = 2) -> TrotterError:
+    """The error of `spec.to_qiskit(orbit_synthesis="trotter", ...)` against the exact export at `weights`
+    (`TrotterError`): each wide orbit gate's Qiskit product formula against exp(-i theta sum H_ij) at its theta."""
+    check_orbit_synthesis("trotter", trotter_steps, trotter_order)
+    theta = np.asarray(weights["theta"], dtype=float)  # (D, B, weights per block)
+    distances = [blocks.trotter_distance(float(value), pairs, trotter_steps, trotter_order)
+                 for c in spec.couplings for pairs in orbit_components(c.pairs) if len(pairs) > 1
+                 for value in theta[..., c.weight].ravel()]
+    return TrotterError(max_gate=max(distances, default=0.0), circuit_bound=float(sum(distances)),
+                        gates=len(distances))
