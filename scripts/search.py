@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from hydra import compose, initialize_config_module
 
+from siqml_cli import molecules
 from siqml_cli.data import read_dataset, write_dataset
 from siqml_cli.paths import CONFIG_PACKAGE
 from siqml_cli.precision import double_precision
@@ -46,7 +47,7 @@ def frequencies(run: Path | None, molecule: str, start: np.ndarray, out: Path) -
     from siqml_cli.dynamics import ReferenceCalculator, harmonic_frequencies
 
     atoms = Atoms(symbols=list(read_dataset(REPO_ROOT / "data" / f"{molecule}.h5", molecule).species), positions=start)
-    atoms.calc = ReferenceCalculator(molecule) if run is None else SIQMLCalculator(run)
+    atoms.calc = ReferenceCalculator(molecules.get(molecule).sampler) if run is None else SIQMLCalculator(run)
     out.mkdir(parents=True, exist_ok=True)
     return harmonic_frequencies(atoms, out, "reference" if run is None else "model", fmax=1e-4, delta=0.005)[0]
 

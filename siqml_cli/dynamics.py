@@ -31,9 +31,10 @@ class ReferenceCalculator(Calculator):
 
     implemented_properties = ["energy", "free_energy", "forces"]
 
-    def __init__(self, run, **kwargs):
+    def __init__(self, sampler: str, **kwargs):
+        """`sampler`: the data set's sampler (`molecule.generate.sampler`), which names its labelling method."""
         super().__init__(**kwargs)
-        self.reference = GENERATORS[reference_sampler(run)].label
+        self.reference = GENERATORS[sampler].label
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
@@ -206,7 +207,7 @@ def vibrations_command(cfg: DictConfig) -> None:
         write(tmp, model_min, format="extxyz")
     if settings.reference:
         ref_atoms = atoms.copy()
-        ref_atoms.calc = ReferenceCalculator(calc.run)
+        ref_atoms.calc = ReferenceCalculator(reference_sampler(calc.run))
         ref_freqs, ref_min = harmonic_frequencies(ref_atoms, out, "reference", settings.fmax, settings.delta)
         table["reference (cm^-1)"] = ref_freqs
         table["difference (cm^-1)"] = freqs - ref_freqs
