@@ -195,12 +195,21 @@ MAX_CHECKED_JOBS = 64
 
 
 def sweep_values(override: str) -> list[str]:
-    """`key=a,b,c` -> [`key=a`, `key=b`, `key=c`]; Hydra's sweep functions (range, choice, glob, interval)
-    are left to Hydra (their first job is what Hydra checks)."""
-    key, sep, value = override.partition("=")
-    if not sep or "(" in value or "[" in value or "{" in value:
+    """`key=a,b,c` or `key=range(3)` -> one override per value, read by Hydra's own override parser; a
+    continuous sweep (interval) is left to Hydra's sweeper, and what the parser rejects to the composition
+    that reports it."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    if "=" not in override or override.startswith("-"):
         return [override]
-    return [f"{key}={v}" for v in value.split(",")]
+    try:
+        parsed = OverridesParser.create().parse_override(override)
+    except Exception:  # Hydra's grammar errors: composing the config reports them as one line
+        return [override]
+    if not parsed.is_sweep_override() or not parsed.is_discrete_sweep():
+        return [override]
+    key = parsed.get_key_element()
+    return [f"{key}={value}" for value in parsed.sweep_string_iterator()]
 
 
 def sweep_jobs(overrides: list[str]) -> list[list[str]]:

@@ -543,11 +543,19 @@ class GenerateCommand:
     relabel: bool = True
     data: LabelKeys = field(default_factory=LabelKeys)  # of an extxyz input=
     workers: int | None = None  # labelling processes; null: one per core
+    shards: int = 1             # split the labelling into this many jobs (a sweep over `shard`)
+    shard: int | None = None    # this job's shard, 0 .. shards - 1; null: merge the shards and label the rest
 
     def __post_init__(self):
         if self.n is not None and self.n < 1:
             raise SiqmlError(f"n must be a positive number of configurations, got {self.n}")
         _integer("workers", self.workers, 1, allow_none=True)
+        _integer("shards", self.shards, 1)
+        if self.shard is not None and (isinstance(self.shard, bool) or not 0 <= self.shard < self.shards):
+            raise SiqmlError(f"shard must be an integer from 0 to shards - 1 = {self.shards - 1}, got {self.shard!r}; "
+                             f"e.g. shards=4 'shard=range(4)' -m")
+        if self.shard is not None and (self.input or self.export):
+            raise SiqmlError("shard= labels part of a sampled set; run input= and export= without it")
 
 
 @dataclass

@@ -274,3 +274,21 @@ def test_water_dimer_set_is_hydrogen_bonded_and_balanced():
     assert d[:, 0, 3].min() >= 2.65 - 1e-9 and d[:, 0, 3].max() <= 3.5 + 1e-9  # O-O
     assert d[:, [1, 2], 3].min() >= 1.4  # no H of the donor closer than 1.4 Å to the acceptor O
     assert np.abs(dimer.forces.sum(axis=1)).max() < 1e-3
+
+
+def test_sharded_labelling_merges_into_the_unsharded_set(tmp_path):
+    """Shards (one job each of a sweep over `shard`) label disjoint parts; the run without `shard` merges them,
+    labels nothing twice, and gives the set an unsharded run gives."""
+    from siqml_cli.data import generate as gen
+
+    params = {"bond": [1.0, 3.5]}
+    out = tmp_path / "lih.h5"
+    for k in range(2):
+        part = generate("lih", 5, 3, params, out, shard=(k, 2))
+        assert np.isfinite(part.energies).sum() == len(range(k, 5, 2))
+    assert len(gen.shard_files(out)) == 2 and not out.exists()
+    merged = generate("lih", 5, 3, params, out)
+    assert not gen.shard_files(out)
+    whole = generate("lih", 5, 3, params, tmp_path / "whole.h5")
+    np.testing.assert_allclose(merged.energies, whole.energies, atol=1e-10)
+    np.testing.assert_allclose(merged.forces, whole.forces, atol=1e-8)

@@ -9,7 +9,7 @@ from omegaconf import DictConfig
 
 from siqml_cli import molecules
 from siqml_cli.config import parse_command
-from siqml_cli.data.generate import default_workers, generate
+from siqml_cli.data.generate import default_workers, generate, shard_path
 from siqml_cli.data.io import read_dataset, write_dataset
 from siqml_cli.errors import SiqmlError
 from siqml_cli.paths import resolve_input
@@ -41,8 +41,14 @@ def data_command(cfg: DictConfig) -> None:
     else:
         if molecule.is_auto:
             check_model_fits(settings, molecule)
+        shard = None if settings.shard is None else (settings.shard, settings.shards)
         data = generate(molecule, settings.n or settings.molecule.generate.n, settings.seed, params, out,
-                        workers=workers)
+                        workers=workers, shard=shard)
+        if shard is not None:
+            done = int(np.isfinite(data.energies).sum())
+            print(f"{shard_path(out, *shard)}: shard {shard[0]} of {shard[1]}, {done} of {len(data)} configurations "
+                  "labelled; merge the shards with the same command without shard=")
+            return
     if settings.export:
         write_dataset(data, settings.export)
     e = data.energies

@@ -268,15 +268,17 @@ def default_workers() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
-def label_all(data: Dataset, sampler: str, out: Path, workers: int = 1, description: str = "") -> Dataset:
-    """Fill in energies and forces where missing (NaN), `workers` processes at once, checkpointing to
-    `<out>.partial.h5`; on Ctrl-C (or SIGTERM) the labels so far are saved there before the interruption
-    goes on, with what was kept."""
+def label_all(data: Dataset, sampler: str, out: Path, workers: int = 1, description: str = "",
+              only: np.ndarray | None = None) -> Dataset:
+    """Fill in energies and forces where missing (NaN) -- of the configurations `only` (a boolean mask) if given --
+    `workers` processes at once, checkpointing to `<out>.partial.h5`; on Ctrl-C (or SIGTERM) the labels so far are
+    saved there before the interruption goes on, with what was kept."""
     from siqml_cli import interrupts
 
     partial = out.with_name(out.name + ".partial.h5")
     label = GENERATORS[sampler].label
-    todo = np.where(~np.isfinite(data.energies))[0]
+    wanted = np.ones(len(data), bool) if only is None else only
+    todo = np.where(~np.isfinite(data.energies) & wanted)[0]
     last_save = time.monotonic()
 
     def kept() -> str:  # saved on the way out, and if the process must be ended from the watchdog
@@ -290,8 +292,8 @@ def label_all(data: Dataset, sampler: str, out: Path, workers: int = 1, descript
             last_save = time.monotonic()
 
     forget = interrupts.on_interrupt(kept)
-    bar = tqdm(total=len(data), initial=len(data) - len(todo), desc=f"labelling {description or sampler}",
-               unit="conf")
+    bar = tqdm(total=int(wanted.sum()), initial=int(wanted.sum()) - len(todo),
+               desc=f"labelling {description or sampler}", unit="conf")
     try:
         if workers <= 1 or len(todo) <= 1:
             for i in todo:
@@ -342,15 +344,25 @@ def check_basis(species) -> None:
                              f"with PBE/{DFT_SETTINGS['basis']}, so {element} cannot be used") from None
 
 
-def reference_modes(molecule, partial: Path) -> normal_modes.NormalModes:
-    """The normal modes a data set of `molecule` is drawn around: those of an interrupted run (kept in
-    `partial`), else computed from its start geometry (optimised first)."""
+def shard_path(out: Path, shard: int, shards: int) -> Path:
+    """Where shard `shard` of `shards` keeps its labels until they are merged into `out`."""
+    return out.with_name(f"{out.stem}.shard-{shard}-of-{shards}{out.suffix}")
+
+
+def shard_files(out: Path) -> list[Path]:
+    return sorted(out.parent.glob(f"{out.stem}.shard-*-of-*{out.suffix}"))
+
+
+def reference_modes(molecule, started: list[Path]) -> normal_modes.NormalModes:
+    """The normal modes a data set of `molecule` is drawn around: those an interrupted run or a shard already
+    used (kept in the files `started`), else computed from its start geometry (optimised first)."""
     from siqml_cli.paths import resolve_input
 
-    if partial.exists():
-        previous = read_hdf5(partial)
-        if "normal_modes" in previous.attrs:
-            return normal_modes.NormalModes.from_attrs(previous.species, previous.attrs)
+    for path in started:
+        if path.exists():
+            previous = read_hdf5(path)
+            if "normal_modes" in previous.attrs:
+                return normal_modes.NormalModes.from_attrs(previous.species, previous.attrs)
     if not molecule.geometry:
         raise SiqmlError(f"molecule {molecule.name} has no start geometry: give molecule.geometry=<xyz file>")
     species, start = normal_modes.read_geometry(resolve_input(molecule.geometry))
@@ -367,9 +379,14 @@ def reference_modes(molecule, partial: Path) -> normal_modes.NormalModes:
 
 
 def generate(molecule, n: int, seed: int, params: dict, out: str | Path, positions: np.ndarray | None = None,
-             workers: int = 1) -> Dataset:
+             workers: int = 1, shard: tuple[int, int] | None = None) -> Dataset:
     """Sample (or take `positions`), label with PySCF, write `out` atomically; resume a partial run.
-    `molecule` is a `siqml_cli.molecules.Molecule` or a shipped molecule's name."""
+    `molecule` is a `siqml_cli.molecules.Molecule` or a shipped molecule's name.
+
+    With `shard=(k, n)` only every n-th configuration from the k-th is labelled, into `shard_path(out, k, n)`
+    (one job of a sweep: `shard=range(n)` with any Hydra launcher); a run without `shard` merges the shard files
+    found beside `out`, labels what they lack, and writes `out`. Every shard draws all configurations from the
+    same seed, so the merge checks that they agree."""
     if isinstance(molecule, str):
         from siqml_cli import molecules
 
@@ -379,13 +396,15 @@ def generate(molecule, n: int, seed: int, params: dict, out: str | Path, positio
         raise SiqmlError(f"no sampler '{sampler}'; choose one of {', '.join(GENERATORS)}")
     generator = GENERATORS[sampler]
     out = Path(out)
-    partial = out.with_name(out.name + ".partial.h5")
+    target = out if shard is None else shard_path(out, *shard)
+    partial = target.with_name(target.name + ".partial.h5")
     species = tuple(molecule.species)
     attrs = {"molecule": molecule.name, "level_of_theory": generator.level_of_theory, "sampler": sampler,
              "generator": {"n": int(n if positions is None else len(positions)), "seed": int(seed), **params},
              "seed": int(seed), "versions": package_versions(), **generator.attrs}
     if positions is None:
-        modes = reference_modes(molecule, partial) if generator.normal_modes else None
+        started = [partial, out.with_name(out.name + ".partial.h5"), *shard_files(out)]
+        modes = reference_modes(molecule, started) if generator.normal_modes else None
         positions = sample(sampler, n, seed, params, modes)
         if modes is not None:
             from siqml_cli.models.graph import bond_graph
@@ -394,11 +413,17 @@ def generate(molecule, n: int, seed: int, params: dict, out: str | Path, positio
                          bonds=[list(e) for e in bond_graph(species, modes.minimum).edges])
     data = Dataset(species, positions, np.full(len(positions), np.nan), np.full(positions.shape, np.nan),
                    attrs, str(out))
-    if partial.exists():
-        previous = read_hdf5(partial)
-        if previous.positions.shape == positions.shape and np.allclose(previous.positions, positions, atol=0):
-            data.energies, data.forces = previous.energies, previous.forces
-        else:
-            raise SiqmlError(f"{partial} was started with other settings; delete it or rerun with the same "
-                             "seed and parameters to resume")
-    return label_all(data, sampler, out, workers, molecule.name)
+    merged = shard_files(out) if shard is None else []
+    for previous_path in [partial, *merged]:
+        if previous_path.exists():
+            previous = read_hdf5(previous_path)
+            if previous.positions.shape != positions.shape or not np.allclose(previous.positions, positions, atol=0):
+                raise SiqmlError(f"{previous_path} was started with other settings; delete it or rerun with the same "
+                                 "seed and parameters to resume")
+            found = np.isfinite(previous.energies) & np.isfinite(previous.forces).all(axis=(1, 2))
+            data.energies[found], data.forces[found] = previous.energies[found], previous.forces[found]
+    only = None if shard is None else np.arange(len(positions)) % shard[1] == shard[0]
+    labelled = label_all(data, sampler, target, workers, molecule.name, only=only)
+    for path in merged:
+        path.unlink(missing_ok=True)
+    return labelled
