@@ -382,6 +382,7 @@ def runtime_options(settings: BackendConfig):
     from qiskit_ibm_runtime.options_models.estimator import EstimatorOptions  # what the executor Estimator takes
 
     m = settings.mitigation
+    where = "backend.mitigation"
     try:
         options = EstimatorOptions()
         options.default_shots = settings.shots
@@ -396,14 +397,17 @@ def runtime_options(settings: BackendConfig):
             options.twirling.enable_measure = m.twirling
         if settings.kind != BackendKind.ibm:
             options.simulator.seed_simulator = settings.seed
-        if settings.options:
-            options.update(**settings.options)
+        for key, value in settings.options.items():  # one top-level group at a time, so a refusal names it
+            where = f"backend.options.{key}"
+            options.update(**{key: value})
     except Exception as exc:  # pydantic's ValidationError, or an unknown option's TypeError/AttributeError
         problems = exc.errors() if hasattr(exc, "errors") else [{"loc": (), "msg": str(exc)}]
-        detail = "; ".join(f"{'.'.join(map(str, p['loc'])) or 'options'}: {' '.join(str(p['msg']).split())}"
-                           for p in problems)
-        raise SiqmlError(
-            f"the IBM runtime's Estimator refuses backend.mitigation / backend.options: {detail}") from None
+        # pydantic's locations name its validators too (`function-after[...]`): keep the option names
+        paths = [".".join(str(part) for part in p["loc"] if str(part).isidentifier() or isinstance(part, int))
+                 for p in problems]
+        detail = "; ".join(f"{path + ': ' if path else ''}{' '.join(str(p['msg']).split())}"
+                           for path, p in zip(paths, problems))
+        raise SiqmlError(f"the IBM runtime's Estimator refuses {where}: {detail}") from None
     return options
 
 
