@@ -137,36 +137,42 @@ class Executable:
 
 
 def executable(settings: BackendSettings, target: Target, circuit, observable) -> Executable:
-    """The ISA circuit where it runs: on the device (ibm), on the qubits it touches of a fake device or of a
-    device's noise model (local mode), on an `AerSimulator` with the noise model (aer through the runtime), or
-    as it is for Aer's own primitives."""
-    if settings.kind == "ibm" or not settings.runtime:
-        return Executable(circuit, observable, target.backend if settings.kind == "ibm" else None)
+    """The ISA circuit where it runs: on the device (ibm); on the qubits it touches of a fake device or of a
+    device's noise model (`aer` with `noise.device`), simulated alone; on an `AerSimulator` with the noise
+    model (aer through the runtime); or as it is for Aer's own primitives."""
+    if settings.kind == "ibm":
+        return Executable(circuit, observable, target.backend)
     if settings.kind == "fake" or settings.noise.device:
         from siqml_cli.backends.local import compact
 
         small = compact(target.backend, circuit, observable, settings.seed)
         return Executable(small.circuit, small.observable, small.simulator, small.qubits)
+    if not settings.runtime:
+        return Executable(circuit, observable, None)
     from qiskit_aer import AerSimulator
 
     return Executable(circuit, observable, AerSimulator(noise_model=target.noise_model, seed_simulator=settings.seed))
 
 
 def make_estimator(settings: BackendSettings, target: Target, mode=None):
-    """The Estimator V2 for `target`. Through the runtime, `mode` is what it runs on: a runtime `Batch`, or
-    the `Executable`'s backend; without one, the device itself (a fake device or Aer simulator at full width)."""
+    """The Estimator V2 for `target`. `mode` is what it runs on: through the runtime a `Batch` or the
+    `Executable`'s backend, for Aer's primitives the `Executable`'s simulator (a device's qubits in use);
+    without one, the device itself (a fake device or Aer simulator at full width)."""
     if not settings.runtime:
         if settings.shots is None:
             from qiskit_aer.primitives import EstimatorV2
 
             backend_options = {"seed_simulator": settings.seed}
-            if target.noise_model is not None:
-                backend_options.update(noise_model=target.noise_model, method="density_matrix")
+            noise_model = target.noise_model if mode is None else mode.options.noise_model
+            if noise_model is not None:
+                backend_options.update(noise_model=noise_model, method="density_matrix")
             return EstimatorV2(options={"default_precision": 0.0, "backend_options": backend_options})
         from qiskit.primitives import BackendEstimatorV2
         from qiskit_aer import AerSimulator
 
-        if settings.noise.device:  # the device's qubit count too: the ISA circuit spans all its qubits
+        if mode is not None:
+            simulator = mode
+        elif settings.noise.device:  # the device's qubit count too: the ISA circuit spans all its qubits
             simulator = AerSimulator.from_backend(target.backend, seed_simulator=settings.seed)
         else:
             simulator = AerSimulator(noise_model=target.noise_model, seed_simulator=settings.seed)

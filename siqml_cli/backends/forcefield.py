@@ -94,7 +94,7 @@ class BackendForceField:
                 self.batch_id, self.job_ids = batch.session_id, [job.job_id()]
                 result = job.result()
         else:
-            result = make_estimator(self.settings, self.target).run(pubs).result()
+            result = make_estimator(self.settings, self.target, mode=self.executable.backend).run(pubs).result()
         evs = np.concatenate([np.asarray(r.data.evs, dtype=float) for r in result])
         stds = np.concatenate([np.asarray(r.data.stds, dtype=float) for r in result])
         return to_prediction(self.forcefield, self.plan, positions, evs, stds, copies)
