@@ -86,13 +86,18 @@ class BackendForceField:
         positions = np.asarray(positions, dtype=float)
         copies = self.copies(len(positions))
         pubs = self.pubs(positions, copies)
-        if self.settings.runtime:
+        if self.settings.runtime:  # one job per PUB, as `submit` sends them
             from qiskit_ibm_runtime import Batch
 
+            submitted = []
             with Batch(backend=self.executable.backend) as batch:
-                job = make_estimator(self.settings, self.target, mode=batch).run(pubs)
-                self.batch_id, self.job_ids = batch.session_id, [job.job_id()]
-                result = job.result()
+                estimator = make_estimator(self.settings, self.target, mode=batch)
+                for pub in pubs:
+                    submitted.append(estimator.run([pub]))
+                    if self.settings.kind != "ibm":  # local mode simulates one job at a time: bounded memory
+                        submitted[-1].result()
+                self.batch_id, self.job_ids = batch.session_id, [job.job_id() for job in submitted]
+                result = [pub_result for job in submitted for pub_result in job.result()]
         else:
             result = make_estimator(self.settings, self.target, mode=self.executable.backend).run(pubs).result()
         evs = np.concatenate([np.asarray(r.data.evs, dtype=float) for r in result])

@@ -82,7 +82,8 @@ def submit_command(cfg: DictConfig) -> None:
     _save_npz(folder / "parameters.npz", **{f"job_{i}": pub[2] for i, pub in enumerate(pubs)})
     _write_json(folder / SUBMISSION_FILE, {
         **on_backend.record(), "run": str(run), "data": str(data.source), "species": list(data.species),
-        "n": len(data), "observable": [[label, float(np.real(c))] for label, c in on_backend.isa.observable.to_list()],
+        "n": len(data),
+        "observable": [[label, float(np.real(c))] for label, c in on_backend.executable.observable.to_list()],
         "status": "submitting", "submitted": now()})
     jobs = [{"index": i, "configurations": [part.start, part.stop], "job_id": None, "status": "not submitted"}
             for i, part in enumerate(chunks(len(data), settings.configurations_per_job))]
