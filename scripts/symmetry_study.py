@@ -41,9 +41,20 @@ def settings_list(device: str) -> dict[str, dict]:
     for k in (2, 4, 8):
         out[f"symmetrize K={k}"] = {**fake, "shots": SHOTS // k, "symmetrize": k}
     out["TREX + symmetrize K=4"] = {**fake, "shots": SHOTS // 4, "symmetrize": 4, "mitigation": {"resilience_level": 1}}
+    out["ZNE + symmetrize K=4"] = {**out["ZNE"], "shots": SHOTS // len(ZNE_FACTORS) // 4, "symmetrize": 4}
+    out["device noise without shots, symmetrize K=8"] = {"kind": "aer", "forces": "none", "shots": None,
+                                                         "noise": {"device": device}, "symmetrize": 8}
     out["depolarizing only"] = {**depolarizing, "shots": SHOTS}
     out["depolarizing only, symmetrize K=4"] = {**depolarizing, "shots": SHOTS // 4, "symmetrize": 4}
     return out
+
+
+#: the settings whose spread is plotted against the error
+PLOTTED = ["symmetrize K=8", "device noise without shots, symmetrize K=8", "depolarizing only, symmetrize K=4"]
+
+
+def npz_path(out: Path, molecule: str, setting: str) -> Path:
+    return out / f"{molecule}_{setting.replace(' ', '_').replace('=', '').replace(',', '')}.npz"
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
@@ -86,8 +97,7 @@ def main() -> None:
             rows.append(row)
             write_text_atomic(table_path, pd.DataFrame(rows).to_csv(index=False))
             if spread is not None:
-                np.savez(args.out / f"{molecule}_{name.replace(' ', '_').replace('=', '')}.npz",
-                         spread=spread, error=error)
+                np.savez(npz_path(args.out, molecule, name), spread=spread, error=error)
             print(f"{molecule} {name}: RMSE {row['energy_rmse_meV']:.1f} meV ({seconds:.0f} s)", flush=True)
     table = pd.DataFrame(rows)
     write_text_atomic(args.out / "study.md", table.to_markdown(index=False, floatfmt=".3g"))
@@ -100,15 +110,21 @@ def plot(out: Path, table: pd.DataFrame) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    files = sorted(out.glob("*_symmetrize_K8.npz")) + sorted(out.glob("*depolarizing_only,_symmetrize_K4.npz"))
-    fig, axes = plt.subplots(1, len(files), figsize=(4 * len(files), 3.6), squeeze=False)
-    for ax, path in zip(axes[0], files):
-        with np.load(path) as npz:
-            spread, error = 1e3 * npz["spread"], 1e3 * np.abs(npz["error"])
-        ax.scatter(spread, error, s=12)
-        ax.set_xlabel("symmetry spread (meV)")
-        ax.set_ylabel("|error| vs exact model (meV)")
-        ax.set_title(f"{path.stem.replace('_', ' ')}\nSpearman {spearman(spread, error):.2f}", fontsize=9)
+    molecules = list(dict.fromkeys(table["molecule"]))
+    fig, axes = plt.subplots(len(molecules), len(PLOTTED), figsize=(4 * len(PLOTTED), 3.6 * len(molecules)),
+                             squeeze=False)
+    for row, molecule in zip(axes, molecules):
+        for ax, name in zip(row, PLOTTED):
+            path = npz_path(out, molecule, name)
+            if not path.exists():
+                ax.set_visible(False)
+                continue
+            with np.load(path) as npz:
+                spread, error = 1e3 * npz["spread"], 1e3 * np.abs(npz["error"])
+            ax.scatter(spread, error, s=12)
+            ax.set_xlabel("symmetry spread (meV)")
+            ax.set_ylabel("|error| vs exact model (meV)")
+            ax.set_title(f"{molecule}: {name}\nSpearman {spearman(spread, error):.2f}", fontsize=9)
     fig.tight_layout()
     fig.savefig(out / "spread_vs_error.png", dpi=120)
 
