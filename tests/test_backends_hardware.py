@@ -104,6 +104,18 @@ def test_options_the_runtime_refuses_are_one_line(options, message):
     assert "refuses" in str(caught.value) and "\n" not in str(caught.value)
 
 
+@pytest.mark.parametrize("override, message", [
+    ("+backend.options.twirling.spin=1", "refuses backend.options.twirling: spin"),
+    ("backend.symmetrize=0", "backend.symmetrize must be an integer >= 1"),
+])
+def test_bad_submission_is_one_line_and_sends_nothing(lih_run, siqml, tmp_path, override, message):
+    run = tmp_path / "run"
+    shutil.copytree(lih_run, run)
+    result = siqml("submit", f"run={run}", "backend=fake", "backend.forces=none", override)
+    assert result.returncode == 2 and message in result.stderr and result.stderr.count("\n") == 1  # a usage error
+    assert not (run / jobs.HARDWARE_DIR).exists()
+
+
 def test_aer_with_mitigation_runs_through_the_runtime_and_needs_shots():
     with pytest.raises(SiqmlError, match="needs backend.shots"):
         backend_settings({"kind": "aer", "mitigation": {"resilience_level": 1}})
