@@ -327,7 +327,9 @@ class NoiseModelConfig:
 @dataclass
 class MitigationConfig:
     """Short names for the runtime Estimator's error mitigation; None leaves the resilience level's
-    default. The runtime judges the values (see `BackendConfig.__post_init__`)."""
+    default. The runtime judges the values (see `BackendConfig.__post_init__`); every other option of
+    the runtime (sequence of dynamical decoupling, gate or measurement twirling alone, ZNE noise
+    factors, job tags, ...) goes in `backend.options`, in the runtime's own structure."""
 
     resilience_level: int = 0
     measure_mitigation: bool | None = None
@@ -335,12 +337,19 @@ class MitigationConfig:
     dynamical_decoupling: bool = False
     twirling: bool | None = None
 
+    @property
+    def requested(self) -> bool:
+        return bool(self.resilience_level or self.measure_mitigation or self.zne_mitigation
+                    or self.dynamical_decoupling or self.twirling)
+
 
 @dataclass
 class BackendConfig:
     """Where the circuits run and how. `options`: any further runtime Estimator options (nested as in
     the runtime executor Estimator's EstimatorOptions, e.g. `{resilience: {zne: {noise_factors: [1, 3, 5]}}}`),
-    applied after the keys above; the runtime checks them."""
+    applied after the keys above; the runtime checks them. `symmetrize`: K symmetry-equivalent copies of
+    every configuration in the same PUBs, averaged, their spread an error indicator (1: off). `dry_run`:
+    transpile and count what would run, run nothing."""
 
     kind: BackendKind = BackendKind.statevector
     name: str | None = None
@@ -353,12 +362,18 @@ class BackendConfig:
     orbit_synthesis: OrbitSynthesis = OrbitSynthesis.exact
     trotter_steps: int = 1
     trotter_order: int = 2
+    symmetrize: int = 1
+    dry_run: bool = False
     noise: NoiseModelConfig = field(default_factory=NoiseModelConfig)
     mitigation: MitigationConfig = field(default_factory=MitigationConfig)
     options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
+        _integer("backend.symmetrize", self.symmetrize, 1)
         if self.kind == BackendKind.statevector:
+            if self.symmetrize > 1 or self.dry_run:
+                raise SiqmlError(f"backend.{'symmetrize' if self.symmetrize > 1 else 'dry_run'} needs a Qiskit "
+                                 "backend (backend=aer|fake|ibm); the fast simulator is exact and runs no circuits")
             return
         if not (math.isfinite(self.finite_difference_step) and self.finite_difference_step > 0):
             raise SiqmlError(f"backend.finite_difference_step must be a positive number (Å), got "
@@ -376,13 +391,25 @@ class BackendConfig:
         if self.trotter_order > 1 and self.trotter_order % 2:
             raise SiqmlError(f"backend.trotter_order must be 1 (Lie-Trotter) or even (Suzuki-Trotter: 2, 4, ...), "
                              f"got {self.trotter_order}")
-        if self.kind in (BackendKind.fake, BackendKind.ibm):
+        if self.kind == BackendKind.aer and self.shots is None and self.runtime:
+            raise SiqmlError("backend=aer with error mitigation or backend.options needs backend.shots: they run "
+                             "in the IBM runtime's Estimator (local mode), which samples; exact Aer has nothing to "
+                             "mitigate")
+        if self.runtime:
             runtime_options(self)  # the runtime's own check of the mitigation keys and `options`
+
+    @property
+    def runtime(self) -> bool:
+        """Whether the IBM runtime's Estimator runs the circuits: on a device, a fake device, or Aer when
+        mitigation or runtime options are asked for (Aer's own primitives have no mitigation)."""
+        if self.kind in (BackendKind.fake, BackendKind.ibm):
+            return True
+        return self.kind == BackendKind.aer and (self.mitigation.requested or bool(self.options))
 
     @property
     def label(self) -> str:
         """A short tag for tables and folder names, e.g. `aer-exact`, `aer-fake_torino-noise-4000shots`,
-        `fake_manila-4000shots-r1` (resilience level 1)."""
+        `fake_manila-4000shots-r1` (resilience level 1), `fake_torino-4000shots-r0-sym4` (4 symmetric copies)."""
         if self.kind == BackendKind.statevector:
             return "statevector"
         where = self.name
@@ -392,12 +419,12 @@ class BackendConfig:
         label = f"{where}-{'exact' if self.shots is None else f'{self.shots}shots'}"
         if self.orbit_synthesis == OrbitSynthesis.trotter:
             label += f"-trotter{self.trotter_order}x{self.trotter_steps}"
-        if self.kind == BackendKind.aer:
-            return label
-        m = self.mitigation
-        extras = [name for name, on in (("mm", m.measure_mitigation), ("zne", m.zne_mitigation),
-                                        ("dd", m.dynamical_decoupling), ("tw", m.twirling)) if on]
-        return f"{label}-r{m.resilience_level}" + "".join(f"+{e}" for e in extras)
+        if self.runtime:
+            m = self.mitigation
+            extras = [name for name, on in (("mm", m.measure_mitigation), ("zne", m.zne_mitigation),
+                                            ("dd", m.dynamical_decoupling), ("tw", m.twirling)) if on]
+            label = f"{label}-r{m.resilience_level}" + "".join(f"+{e}" for e in extras)
+        return label + (f"-sym{self.symmetrize}" if self.symmetrize > 1 else "")
 
     def record(self) -> dict:
         """What the results folder says about this backend (no credentials exist in here to leak)."""
@@ -416,6 +443,7 @@ def runtime_options(settings: BackendConfig):
     from qiskit_ibm_runtime.options_models.estimator import EstimatorOptions  # what the executor Estimator takes
 
     m = settings.mitigation
+    where = "backend.mitigation"
     try:
         options = EstimatorOptions()
         options.default_shots = settings.shots
@@ -428,16 +456,19 @@ def runtime_options(settings: BackendConfig):
         if m.twirling is not None:
             options.twirling.enable_gates = m.twirling
             options.twirling.enable_measure = m.twirling
-        if settings.kind == BackendKind.fake:
+        if settings.kind != BackendKind.ibm:
             options.simulator.seed_simulator = settings.seed
-        if settings.options:
-            options.update(**settings.options)
+        for key, value in settings.options.items():  # one top-level group at a time, so a refusal names it
+            where = f"backend.options.{key}"
+            options.update(**{key: value})
     except Exception as exc:  # pydantic's ValidationError, or an unknown option's TypeError/AttributeError
         problems = exc.errors() if hasattr(exc, "errors") else [{"loc": (), "msg": str(exc)}]
-        detail = "; ".join(f"{'.'.join(map(str, p['loc'])) or 'options'}: {' '.join(str(p['msg']).split())}"
-                           for p in problems)
-        raise SiqmlError(
-            f"the IBM runtime's Estimator refuses backend.mitigation / backend.options: {detail}") from None
+        # pydantic's locations name its validators too (`function-after[...]`): keep the option names
+        paths = [".".join(str(part) for part in p["loc"] if str(part).isidentifier() or isinstance(part, int))
+                 for p in problems]
+        detail = "; ".join(f"{path + ': ' if path else ''}{' '.join(str(p['msg']).split())}"
+                           for path, p in zip(paths, problems))
+        raise SiqmlError(f"the IBM runtime's Estimator refuses {where}: {detail}") from None
     return options
 
 

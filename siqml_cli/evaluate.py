@@ -1,7 +1,8 @@
 """`siqml evaluate`: a trained run's predictions for any configurations of its molecule.
 
 With `backend=aer|fake|ibm` the same configurations also run on that backend; its predictions and
-MSE table sit next to the fast simulator's, tagged with the backend's settings (`backend.json`).
+MSE table sit next to the fast simulator's, tagged with the backend's settings (`backend.json`);
+`backend.dry_run=true` only counts what would run.
 
 Configurations outside the run's training domain are flagged (`siqml_out_of_domain` in predictions.extxyz),
 counted in evaluation.json and named in one warning line; with `domain=error` they are refused before
@@ -55,11 +56,16 @@ def evaluate_command(cfg: DictConfig) -> None:
     if exact:
         model = forcefield
     else:
-        from siqml_cli.backends.forcefield import BackendForceField
+        from siqml_cli.backends.forcefield import BackendForceField, print_cost
 
         model = BackendForceField(forcefield, settings)
+        if settings.dry_run:
+            print_cost(model, len(data))
+            return
+        copies = f" x {settings.symmetrize} symmetric copies ({model.kept.describe()})" if model.kept else ""
         print(f"{settings.label}: ISA circuit depth {model.isa.depth}, {model.isa.two_qubit_gates} two-qubit gates; "
-              f"{len(data)} configurations x {model.plan.rows_per_configuration} circuits ...", flush=True)
+              f"{len(data)} configurations{copies} x {model.plan.rows_per_configuration} parameter sets ...",
+              flush=True)
         if line := model.trotter_line():
             print(line)
     t0 = time.perf_counter()

@@ -267,7 +267,6 @@ def test_ibm_without_credentials_is_one_line(lih_run, siqml, tmp_path, monkeypat
 @pytest.mark.parametrize("settings, message", [
     ({"kind": "fake", "name": "fake_nowhere", "shots": 100}, "unknown fake device 'fake_nowhere'"),
     ({"kind": "fake", "name": "fake_armonk", "shots": 100}, "needs 4 qubits but fake_armonk has 1"),
-    ({"kind": "fake", "name": "fake_torino", "shots": 100}, "backend=aer backend.noise.device=fake_torino"),
     ({"kind": "aer", "forces": "adjoint"}, "backend.forces must be one of"),
     ({"kind": "ibm"}, "needs a device"),
 ])

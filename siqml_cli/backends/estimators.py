@@ -5,9 +5,12 @@
 - `aer` with shots: Qiskit's `BackendEstimatorV2` on an `AerSimulator`. It samples every measured
   basis `shots` times as hardware does; Aer's own `EstimatorV2` would only add Gaussian noise of a
   chosen width to the exact value.
-- `fake` and `ibm`: qiskit-ibm-runtime's client-side Estimator (`executor_estimator.Estimator`; the
-  server-side `EstimatorV2` is deprecated since 0.50). Its mitigation runs on this machine, so it
-  applies in local mode too; a fake device is local mode, an `IBMBackend` is the real service.
+- `fake` and `ibm`, and `aer` with shots and error mitigation: qiskit-ibm-runtime's client-side
+  Estimator (`executor_estimator.Estimator`; the server-side `EstimatorV2` is deprecated since 0.50).
+  Its mitigation runs on this machine, so it applies in local mode too; an `IBMBackend` is the real
+  service, anything else (a fake device's qubits, an `AerSimulator` with a noise model) is local mode.
+  A fake device runs on the qubits its ISA circuit touches (`siqml_cli.backends.local`), so today's
+  133-156 qubit devices can be rehearsed.
 
 Credentials come only from the saved account or QISKIT_IBM_TOKEN / QISKIT_IBM_INSTANCE, and are
 never stored or printed here.
@@ -23,8 +26,6 @@ from siqml_cli.backends.settings import BackendSettings, Noise
 from siqml_cli.config import runtime_options
 from siqml_cli.errors import SiqmlError
 
-#: Local mode measures every qubit of the device, so larger fake devices exceed a statevector simulation.
-LOCAL_MODE_MAX_QUBITS = 30
 IBM_CHANNEL = "ibm_quantum_platform"
 
 
@@ -118,32 +119,60 @@ def make_target(settings: BackendSettings) -> Target:
             return Target(fake_device(settings.noise.device), noise_model=model)
         return Target(None, basis_gates=list(model.basis_gates), noise_model=model)
     if settings.kind == "fake":
-        device = fake_device(settings.name)
-        if device.num_qubits > LOCAL_MODE_MAX_QUBITS:
-            raise SiqmlError(f"{settings.name} has {device.num_qubits} qubits; qiskit-ibm-runtime's local mode "
-                             f"measures every qubit of the device, beyond a classical simulation. Use a fake device "
-                             f"of at most {LOCAL_MODE_MAX_QUBITS} qubits (e.g. fake_manila, fake_kolkata) or its noise "
-                             f"on Aer: backend=aer backend.noise.device={settings.name}")
-        return Target(device)
+        return Target(fake_device(settings.name))
     if settings.kind == "ibm":
         return Target(ibm_device(ibm_service(), settings.name))
     raise SiqmlError("the fast simulator (backend=statevector) needs no Qiskit target")
 
 
+@dataclass
+class Executable:
+    """What the Estimator runs: the ISA circuit and observable, and the backend it runs them on (None for
+    Aer's own primitives); `qubits`, the device qubits simulated, when a device was cut down to them."""
+
+    circuit: object
+    observable: object
+    backend: object | None
+    qubits: list[int] | None = None
+
+
+def executable(settings: BackendSettings, target: Target, circuit, observable) -> Executable:
+    """The ISA circuit where it runs: on the device (ibm); on the qubits it touches of a fake device or of a
+    device's noise model (`aer` with `noise.device`), simulated alone; on an `AerSimulator` with the noise
+    model (aer through the runtime); or as it is for Aer's own primitives."""
+    if settings.kind == "ibm":
+        return Executable(circuit, observable, target.backend)
+    if settings.kind == "fake" or settings.noise.device:
+        from siqml_cli.backends.local import compact
+
+        small = compact(target.backend, circuit, observable, settings.seed)
+        return Executable(small.circuit, small.observable, small.simulator, small.qubits)
+    if not settings.runtime:
+        return Executable(circuit, observable, None)
+    from qiskit_aer import AerSimulator
+
+    return Executable(circuit, observable, AerSimulator(noise_model=target.noise_model, seed_simulator=settings.seed))
+
+
 def make_estimator(settings: BackendSettings, target: Target, mode=None):
-    """The Estimator V2 for `target`; `mode` (a runtime `Batch`) for `fake`/`ibm`, else the device itself."""
-    if settings.kind == "aer":
+    """The Estimator V2 for `target`. `mode` is what it runs on: through the runtime a `Batch` or the
+    `Executable`'s backend, for Aer's primitives the `Executable`'s simulator (a device's qubits in use);
+    without one, the device itself (a fake device or Aer simulator at full width)."""
+    if not settings.runtime:
         if settings.shots is None:
             from qiskit_aer.primitives import EstimatorV2
 
             backend_options = {"seed_simulator": settings.seed}
-            if target.noise_model is not None:
-                backend_options.update(noise_model=target.noise_model, method="density_matrix")
+            noise_model = target.noise_model if mode is None else mode.options.noise_model
+            if noise_model is not None:
+                backend_options.update(noise_model=noise_model, method="density_matrix")
             return EstimatorV2(options={"default_precision": 0.0, "backend_options": backend_options})
         from qiskit.primitives import BackendEstimatorV2
         from qiskit_aer import AerSimulator
 
-        if settings.noise.device:  # the device's qubit count too: the ISA circuit spans all its qubits
+        if mode is not None:
+            simulator = mode
+        elif settings.noise.device:  # the device's qubit count too: the ISA circuit spans all its qubits
             simulator = AerSimulator.from_backend(target.backend, seed_simulator=settings.seed)
         else:
             simulator = AerSimulator(noise_model=target.noise_model, seed_simulator=settings.seed)
@@ -152,14 +181,25 @@ def make_estimator(settings: BackendSettings, target: Target, mode=None):
                                                               "seed_simulator": settings.seed})
     from qiskit_ibm_runtime.executor_estimator import Estimator
 
-    return Estimator(mode=mode if mode is not None else target.backend, options=runtime_options(settings))
+    if mode is None:
+        mode = target.backend
+        if settings.kind == "aer":
+            from qiskit_aer import AerSimulator
+
+            mode = (AerSimulator.from_backend(target.backend, seed_simulator=settings.seed) if settings.noise.device
+                    else AerSimulator(noise_model=target.noise_model, seed_simulator=settings.seed))
+    return Estimator(mode=mode, options=runtime_options(settings))
 
 
 def mitigation_record(settings: BackendSettings) -> dict:
-    """What the results say about error mitigation: the options, and whether they applied."""
-    if settings.kind == "aer":
-        return {"applied": False, "note": "Aer's primitives have no error mitigation; the mitigation keys do not apply"}
-    record = settings.record()
-    return {"applied": True, "options": {**record["mitigation"], **record["options"]},
+    """What the results say about error mitigation: whether it applied and, through the runtime, every option
+    of its Estimator as the runtime finalized them (the resilience level's defaults filled in)."""
+    if not settings.runtime:
+        return {"applied": False, "note": "Aer's own primitives have no error mitigation; give backend.shots and "
+                                          "mitigation keys to run through the runtime's Estimator in local mode"}
+    from qiskit_ibm_runtime.executor_estimator.finalize_options import finalize_estimator_options
+
+    finalized = finalize_estimator_options(runtime_options(settings))
+    return {"applied": True, "options": finalized.model_dump(mode="json"),
             "note": "qiskit-ibm-runtime client-side Estimator: mitigation runs on this machine (local mode too)"}
 

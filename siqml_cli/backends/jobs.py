@@ -1,12 +1,13 @@
 """`siqml submit` and `siqml retrieve`: hardware runs that outlive the command that started them.
 
 `submit` transpiles once, writes everything needed to read the answers later into
-`<run>/hardware/<date>_<time>_<backend>/` (settings, ISA circuit as QPY, configurations, parameter
-arrays), then sends one job per `configurations_per_job` configurations inside a runtime `Batch`
-and records each job id as soon as it has one. `retrieve` asks for each job not yet fetched,
-stores each finished job's values on its own (so it resumes and never fetches twice), and writes
-the tables once every job is in. A failed or cancelled job is reported with its id and error, and
-nothing is marked complete.
+`<run>/hardware/<date>_<time>_<backend>/` (settings, ISA circuit as QPY, configurations, their
+symmetric copies with `backend.symmetrize`, parameter arrays), then sends one job per
+`configurations_per_job` configurations inside a runtime `Batch` and records the batch id and each
+job id as soon as it has them; with `backend.dry_run=true` it counts what it would send and stops.
+`retrieve` asks for each job not yet fetched, stores each finished job's values on its own (so it
+resumes and never fetches twice), and writes the tables once every job is in. A failed or
+cancelled job is reported with its id and error, and nothing is marked complete.
 
 qiskit-ibm-runtime's local mode (fake devices) runs jobs inside the submitting process and keeps
 no record after it ends; `submit` therefore waits for local jobs and stores their outcome in
@@ -23,8 +24,9 @@ from omegaconf import DictConfig
 from qiskit import qpy
 
 from siqml_cli.backends.estimators import ibm_service, make_estimator
-from siqml_cli.backends.forcefield import BackendForceField, chunks, plan_for, to_prediction
+from siqml_cli.backends.forcefield import BackendForceField, chunks, plan_for, print_cost, to_prediction
 from siqml_cli.backends.settings import backend_settings
+from siqml_cli.backends.symmetrize import SymmetryCopies
 from siqml_cli.data import Dataset
 from siqml_cli.data.io import atomic_path, write_text_atomic
 from siqml_cli.errors import SiqmlError
@@ -63,27 +65,34 @@ def submit_command(cfg: DictConfig) -> None:
     forcefield = RunFolder(run).load_forcefield()
     data = evaluation_data(command.data, run, forcefield.spec.name)
     on_backend = BackendForceField(forcefield, settings)
+    if settings.dry_run:
+        print_cost(on_backend, len(data))
+        return
     if line := on_backend.trotter_line():
         print(line)
     folder = RunFolder(run).output_folder(HARDWARE_DIR, suffix=f"_{settings.label}", make=False)
     folder.mkdir(parents=True, exist_ok=False)
-    pubs = on_backend.pubs(data.positions)
+    copies = on_backend.copies(len(data))
+    if copies is not None:
+        copies.save(folder)
+    pubs = on_backend.pubs(data.positions, copies)
     with atomic_path(folder / "isa_circuit.qpy") as tmp, open(tmp, "wb") as fh:
-        qpy.dump(on_backend.isa.circuit, fh)
+        qpy.dump(on_backend.executable.circuit, fh)  # what runs: on a fake device, the qubits it touches
     _save_npz(folder / "configurations.npz", positions=data.positions,
               **({"energies": data.energies} if data.energies is not None else {}),
               **({"forces": data.forces} if data.forces is not None else {}))
     _save_npz(folder / "parameters.npz", **{f"job_{i}": pub[2] for i, pub in enumerate(pubs)})
     _write_json(folder / SUBMISSION_FILE, {
         **on_backend.record(), "run": str(run), "data": str(data.source), "species": list(data.species),
-        "n": len(data), "observable": [[label, float(np.real(c))] for label, c in on_backend.isa.observable.to_list()],
+        "n": len(data),
+        "observable": [[label, float(np.real(c))] for label, c in on_backend.executable.observable.to_list()],
         "status": "submitting", "submitted": now()})
     jobs = [{"index": i, "configurations": [part.start, part.stop], "job_id": None, "status": "not submitted"}
             for i, part in enumerate(chunks(len(data), settings.configurations_per_job))]
     _write_json(folder / JOBS_FILE, jobs)
     local = settings.kind == "fake"
-    submitted = send_in_batch(on_backend, settings, pubs, jobs, folder, local)
-    _update_status(folder, "submitted")
+    submitted, batch_id = send_in_batch(on_backend, settings, pubs, jobs, folder, local)
+    _update_status(folder, "submitted", batch_id=batch_id)
     print(f"submitted {len(jobs)} job(s) to {on_backend.target.name}: {', '.join(j['job_id'] for j in jobs)}")
     if local:
         for job in submitted:
@@ -91,19 +100,21 @@ def submit_command(cfg: DictConfig) -> None:
     print(f"records: {folder}\nfetch the results with: siqml retrieve run={run}")
 
 
-def send_in_batch(on_backend: BackendForceField, settings, pubs, jobs: list[dict], folder: Path, local: bool) -> list:
-    """One job per PUB in a `Batch`; each id is written to jobs.json the moment the service returns it."""
+def send_in_batch(on_backend: BackendForceField, settings, pubs, jobs: list[dict], folder: Path,
+                  local: bool) -> tuple[list, str | None]:
+    """One job per PUB in a `Batch`; each id is written to jobs.json the moment the service returns it.
+    The batch's id too (None in local mode, which has no batches on a service)."""
     from qiskit_ibm_runtime import Batch
 
     submitted = []
-    with Batch(backend=on_backend.target.backend) as batch:
+    with Batch(backend=on_backend.executable.backend) as batch:
         estimator = make_estimator(settings, on_backend.target, mode=batch)
         for job_record, pub in zip(jobs, pubs):
             job = estimator.run([pub])
             job_record.update(job_id=job.job_id(), status="submitted", submitted=now())
             _write_json(folder / JOBS_FILE, jobs)
             submitted.append(job)
-    return submitted
+    return submitted, batch.session_id
 
 
 def store_local_outcome(folder: Path, job) -> None:
@@ -241,10 +252,12 @@ def write_tables(run: Path, folder: Path, record: dict, jobs: list[dict]) -> Non
             evs.append(npz["evs"])
             stds.append(npz["stds"])
     plan = plan_for(forcefield, settings)
-    prediction = to_prediction(forcefield, plan, data.positions, np.concatenate(evs), np.concatenate(stds))
-    keep = {k: record[k] for k in ("backend", "device", "settings", "isa", "transpile_seconds",
-                                   "rows_per_configuration", "gate_angles", "mitigation")}
+    copies = SymmetryCopies.load(folder) if settings.symmetrize > 1 else None
+    prediction = to_prediction(forcefield, plan, data.positions, np.concatenate(evs), np.concatenate(stds), copies)
+    keep = {k: record[k] for k in ("backend", "device", "settings", "isa", "transpile_seconds", "simulated_qubits",
+                                   "rows_per_configuration", "gate_angles", "mitigation", "symmetrize")}
     keep["trotter_error"] = record.get("trotter_error")  # absent from submissions made before the key existed
     write_backend_evaluation(folder, run, forcefield, data, prediction,
-                             {**keep, "jobs": [j["job_id"] for j in jobs], "retrieved": now()})
+                             {**keep, "batch_id": record.get("batch_id"), "job_ids": [j["job_id"] for j in jobs],
+                              "retrieved": now()})
     _update_status(folder, "complete")
