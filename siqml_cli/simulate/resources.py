@@ -55,13 +55,14 @@ def traced_gates(spec) -> int:
     if isinstance(spec, GenericSpec):  # every block's RY, RZ and CNOT ring; the encoding of every layer unrolled
         return spec.blocks * 3 * spec.n_qubits + (spec.layers + 1) * spec.n_qubits
     from siqml_cli.models.spec import orbit_components
-    from siqml_cli.simulate.statevector import SMALL_STATE_QUBITS, fuse_layer
+    from siqml_cli.simulate.statevector import SMALL_STATE_QUBITS, choose_layout
 
     per_block = sum(len(orbit_components(c.pairs)) for c in spec.couplings)
     encoding = len(spec.encoding)
     if spec.n_qubits <= SMALL_STATE_QUBITS:
         return spec.blocks * per_block + encoding
-    return spec.blocks * per_block + (spec.layers + 1) * encoding + spec.layers * len(fuse_layer(spec))
+    blocks = len(choose_layout(spec, NOMINAL_BATCH, "double").fused)
+    return spec.blocks * per_block + (spec.layers + 1) * encoding + spec.layers * blocks
 
 
 def estimate(spec, batch: int, precision: str, force_loss: bool) -> Estimate:
