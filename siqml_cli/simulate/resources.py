@@ -12,7 +12,11 @@ loops over the layers with `lax.scan`, all layers + 1 (and each layer's fused pr
 Peak memory (`estimate`) = BASE_BYTES (interpreter, JAX, Qiskit) + the compilation (COMPILE_BYTES
 + COMPILE_BYTES_PER_GATE per traced gate, twice both with forces in the loss, whose mixed second
 derivatives double the program) + the state vectors that reverse mode keeps: 2^n amplitudes x batch
-x `STATES_KEPT_PER_LAYER_QUBIT` x (layers + 1) x n. Calibrated on one compile and one Adam step
+x the number of states kept. On the simulator's general path that number follows the layout the
+cost model picks for the batch and whether the simulator recomputes layers (`statevector.kept_states`,
+`statevector.checkpointed`): with checkpointing it grows with the layers only, so a 16-qubit model
+trains with forces at batch 32 in single precision. Elsewhere (the small-state path, the generic
+VQLM) it is `STATES_KEPT_PER_LAYER_QUBIT` x (layers + 1) x n. Calibrated on one compile and one Adam step
 (peak RSS by `resource.getrusage`, 2 cores, single precision unless stated): LiH B=2 / 60 / 150
 (traced 12 / 244 / 604): compile 117 / 444 / 850 MB; water dimer D=4 batch 32: compile 267 MB
 (energy) / 417 MB (forces); D=8 forces: 475 MB; state memory at batch 256, D=4: 34 state vectors
@@ -36,6 +40,9 @@ COMPILE_BYTES_PER_GATE = 1.3 * 2**20
 #: state vectors kept for the backward pass per layer and qubit: energy loss, energy + force loss
 STATES_KEPT_PER_LAYER_QUBIT = {False: 1.0, True: 2.0}
 AMPLITUDE_BYTES = {"double": 16, "single": 8}
+#: the batch whose layout `traced_gates` counts: the compile size needs no batch, and the number of
+#: fused blocks barely depends on it
+NOMINAL_BATCH = 32
 
 
 @dataclass(frozen=True)
@@ -70,9 +77,20 @@ def estimate(spec, batch: int, precision: str, force_loss: bool) -> Estimate:
     gates = traced_gates(spec)
     doubled = 2 if force_loss else 1
     compile_bytes = int(doubled * (COMPILE_BYTES + COMPILE_BYTES_PER_GATE * gates))
-    kept = STATES_KEPT_PER_LAYER_QUBIT[bool(force_loss)] * (spec.layers + 1) * spec.n_qubits
+    kept = states_kept(spec, batch, precision, force_loss)
     state_bytes = int(2**spec.n_qubits * AMPLITUDE_BYTES[precision] * max(int(batch), 1) * kept)
     return Estimate(gates, BASE_BYTES + compile_bytes + state_bytes, compile_bytes, state_bytes)
+
+
+def states_kept(spec, batch: int, precision: str, force_loss: bool) -> float:
+    """State vectors of `batch` x 2^n amplitudes that reverse mode keeps at once (see the module's docstring)."""
+    from siqml_cli.models.generic import GenericSpec
+    from siqml_cli.simulate.statevector import SMALL_STATE_QUBITS, checkpointed, choose_layout, kept_states
+
+    if isinstance(spec, GenericSpec) or spec.n_qubits <= SMALL_STATE_QUBITS:
+        return STATES_KEPT_PER_LAYER_QUBIT[bool(force_loss)] * (spec.layers + 1) * spec.n_qubits
+    layout = choose_layout(spec, max(int(batch), 1), precision)
+    return kept_states(spec, layout, checkpointed(spec, layout, max(int(batch), 1), precision), force_loss)
 
 
 def available_bytes() -> int:
@@ -147,4 +165,4 @@ def batch_size(requested: int | None, n_configurations: int) -> int:
 
 
 __all__ = ["MAX_TRACED_GATES", "Estimate", "available_bytes", "batch_size", "check_compile_size",
-           "check_resources", "estimate", "traced_gates"]
+           "check_resources", "estimate", "states_kept", "traced_gates"]
