@@ -23,6 +23,7 @@ from siqml_cli.precision import double_precision_scope
 from siqml_cli.simulate import Simulator, expectation_and_gradient
 from siqml_cli.simulate.resources import check_resources, estimate
 from siqml_cli.simulate.statevector import (
+    MICRO_BATCH_BYTES,
     choose_layout,
     fuse_layer,
     fusion_candidates,
@@ -112,25 +113,26 @@ def test_wide_orbit_gates_are_blocks_of_their_own():
 
 
 @pytest.mark.parametrize("molecule", ["nh3", "ring8"])
-def test_recomputing_layers_gives_the_same_derivatives(molecule):
+def test_micro_batches_give_the_same_derivatives(molecule):
     """Energies, forces and the weight gradient of the energy + force loss (mixed second derivatives) are the
-    same with and without `jax.checkpoint` per layer."""
+    same computed in one pass and in rematerialised micro-batches (3 + 3 + 1 padded: 7 configurations)."""
     spec = ring_spec(8, layers=3) if molecule == "ring8" else auto_spec("nh3", 2)
-    X = ring_positions(3, seed=1) if molecule == "ring8" else perturbed(MOLECULES["nh3"], 3, seed=1)
+    X = ring_positions(7, seed=1) if molecule == "ring8" else perturbed(MOLECULES["nh3"], 7, seed=1)
     weights = spec.random_weights(5)
     results = []
     with double_precision_scope():
-        for checkpoint in (False, True):
-            sim = Simulator(spec, "double", checkpoint=checkpoint)
-            assert sim.checkpointed(len(X)) is checkpoint
+        for size in (None, 3):
+            sim = Simulator(spec, "double", micro_batch=size)
+            assert sim.micro_batch(len(X), force_loss=True) == (size or len(X))
 
             def loss(w, sim=sim):
                 f, grad = expectation_and_gradient(sim, w, jnp.asarray(X))
-                return jnp.sum(f**2) + jnp.sum(grad**2), (f, grad)
+                energies = sim.expectation(w, jnp.asarray(X))
+                return jnp.sum(f**2) + jnp.sum(grad**2) + jnp.sum(jnp.sin(energies)), (f, grad, energies)
 
-            (value, (f, grad)), dweights = jax.jit(jax.value_and_grad(loss, has_aux=True))(
+            (value, outputs), dweights = jax.jit(jax.value_and_grad(loss, has_aux=True))(
                 {k: jnp.asarray(v) for k, v in weights.items()})
-            results.append((value, f, grad, dweights))
+            results.append((value, outputs, dweights))
     for a, b in zip(jax.tree_util.tree_leaves(results[0]), jax.tree_util.tree_leaves(results[1])):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0, atol=TOL)
 
@@ -151,10 +153,12 @@ def test_cost_model_picks_the_cheapest_layout_and_says_so():
     assert "(fixed)" in Simulator(spec, fusion=3).plan_summary(32)
 
 
-def test_large_states_recompute_layers_and_small_ones_do_not():
-    assert not Simulator(ring_spec(8), "single").checkpointed(32)
-    assert Simulator(ring_spec(16), "single").checkpointed(32)
-    assert "recomputes each layer" in Simulator(ring_spec(16), "single").plan_summary(32)
+def test_large_batches_of_large_states_run_in_micro_batches():
+    assert Simulator(ring_spec(8), "single").micro_batch(256, force_loss=True) == 256
+    large = Simulator(ring_spec(16), "single")
+    size = large.micro_batch(256, force_loss=True)
+    assert size < 256 and size * -(-256 // size) - 256 < -(-256 // size)  # equal chunks, little padding
+    assert f"micro-batches of {large.micro_batch(256, False)} (energy loss) / {size}" in large.plan_summary(256)
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -170,21 +174,25 @@ def test_grouped_transpose_is_the_transpose(seed):
 # --------------------------------------------------------------------------- memory
 
 
-def test_checkpointing_bounds_the_states_kept():
-    """With layers recomputed, the states kept grow with the layers, not with the products."""
-    spec = ring_spec(16, layers=8)
-    layout = choose_layout(spec, 32, "single")
-    assert kept_states(spec, layout, True, True) < kept_states(spec, layout, False, True) / 2
-    assert estimate(ring_spec(16), 32, "single", force_loss=True).peak_bytes < 4 * 2**30
+def test_micro_batches_bound_the_memory_of_large_states():
+    """The states kept stay below MICRO_BATCH_BYTES whatever the batch: a 16-qubit model trains with forces at
+    batch 32 within 4 GiB (single precision), a 20-qubit energy step at batch 32 fits too."""
+    spec = ring_spec(16)
+    layout = choose_layout(spec, 256, "single")
+    per_configuration = kept_states(spec, layout, True) * 2**16 * 8
+    assert estimate(spec, 256, "single", force_loss=True).state_bytes < MICRO_BATCH_BYTES + 256 * per_configuration / 8
+    assert estimate(spec, 32, "single", force_loss=True).peak_bytes < 4 * 2**30
+    assert estimate(ring_spec(20), 32, "single", force_loss=False).peak_bytes < 4 * 2**30
 
 
-def test_a_20_qubit_batch_beyond_memory_is_refused_with_the_estimate():
+def test_a_model_beyond_memory_is_refused_with_the_estimate():
+    """26 qubits in double precision: one configuration's states alone pass the memory of this machine."""
     with pytest.raises(SiqmlError) as error:
-        check_resources(ring_spec(20), 4096, "double", force_loss=True)
+        check_resources(ring_spec(26), 32, "double", force_loss=True)
     message = str(error.value)
     assert "\n" not in message and message.startswith("this needs about ")
-    assert "20-qubit states x batch 4096 with forces" in message
-    assert "lower train.batch_size (now 4096), train.precision=single" in message
+    assert "26-qubit states x batch 32 with forces" in message
+    assert "lower train.batch_size (now 32), train.precision=single" in message
 
 
 # --------------------------------------------------------------------------- GPU

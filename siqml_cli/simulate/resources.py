@@ -11,12 +11,12 @@ loops over the layers with `lax.scan`, all layers + 1 (and each layer's fused pr
 
 Peak memory (`estimate`) = BASE_BYTES (interpreter, JAX, Qiskit) + the compilation (COMPILE_BYTES
 + COMPILE_BYTES_PER_GATE per traced gate, twice both with forces in the loss, whose mixed second
-derivatives double the program) + the state vectors that reverse mode keeps: 2^n amplitudes x batch
-x the number of states kept. On the simulator's general path that number follows the layout the
-cost model picks for the batch and whether the simulator recomputes layers (`statevector.kept_states`,
-`statevector.checkpointed`): with checkpointing it grows with the layers only, so a 16-qubit model
-trains with forces at batch 32 in single precision. Elsewhere (the small-state path, the generic
-VQLM) it is `STATES_KEPT_PER_LAYER_QUBIT` x (layers + 1) x n. Calibrated on one compile and one Adam step
+derivatives double the program) + the state vectors that reverse mode keeps (2^n amplitudes each,
+`states_kept`) + `DATA_BYTES_PER_ATOM` per atom of every configuration. On the simulator's general path
+the states kept follow the layout the cost model picks for the batch (`statevector.kept_states`), and a
+batch whose states would pass `statevector.MICRO_BATCH_BYTES` runs in micro-batches, each recomputed in
+the backward pass, so only one micro-batch's states count. Elsewhere (the small-state path, the generic
+VQLM) they are `STATES_KEPT_PER_LAYER_QUBIT` x (layers + 1) x n x batch. Calibrated on one compile and one Adam step
 (peak RSS by `resource.getrusage`, 2 cores, single precision unless stated): LiH B=2 / 60 / 150
 (traced 12 / 244 / 604): compile 117 / 444 / 850 MB; water dimer D=4 batch 32: compile 267 MB
 (energy) / 417 MB (forces); D=8 forces: 475 MB; state memory at batch 256, D=4: 34 state vectors
@@ -40,6 +40,9 @@ COMPILE_BYTES_PER_GATE = 1.3 * 2**20
 #: state vectors kept for the backward pass per layer and qubit: energy loss, energy + force loss
 STATES_KEPT_PER_LAYER_QUBIT = {False: 1.0, True: 2.0}
 AMPLITUDE_BYTES = {"double": 16, "single": 8}
+#: what a step holds per configuration and atom besides the states, however it is micro-batched: positions,
+#: forces, predicted forces and their gradients, in double precision
+DATA_BYTES_PER_ATOM = 8 * 3 * 8
 #: the batch whose layout `traced_gates` counts: the compile size needs no batch, and the number of
 #: fused blocks barely depends on it
 NOMINAL_BATCH = 32
@@ -52,7 +55,7 @@ class Estimate:
     traced_gates: int
     peak_bytes: int
     compile_bytes: int
-    state_bytes: int  # the state vectors kept for reverse mode
+    state_bytes: int  # the state vectors kept for reverse mode, and each configuration's data
 
 
 def traced_gates(spec) -> int:
@@ -77,20 +80,22 @@ def estimate(spec, batch: int, precision: str, force_loss: bool) -> Estimate:
     gates = traced_gates(spec)
     doubled = 2 if force_loss else 1
     compile_bytes = int(doubled * (COMPILE_BYTES + COMPILE_BYTES_PER_GATE * gates))
-    kept = states_kept(spec, batch, precision, force_loss)
-    state_bytes = int(2**spec.n_qubits * AMPLITUDE_BYTES[precision] * max(int(batch), 1) * kept)
+    state_bytes = int(2**spec.n_qubits * AMPLITUDE_BYTES[precision] * states_kept(spec, batch, precision, force_loss)
+                      + DATA_BYTES_PER_ATOM * len(spec.species) * max(int(batch), 1))
     return Estimate(gates, BASE_BYTES + compile_bytes + state_bytes, compile_bytes, state_bytes)
 
 
 def states_kept(spec, batch: int, precision: str, force_loss: bool) -> float:
-    """State vectors of `batch` x 2^n amplitudes that reverse mode keeps at once (see the module's docstring)."""
+    """State vectors of 2^n amplitudes that reverse mode keeps at once for `batch` configurations (see the
+    module's docstring)."""
     from siqml_cli.models.generic import GenericSpec
-    from siqml_cli.simulate.statevector import SMALL_STATE_QUBITS, checkpointed, choose_layout, kept_states
+    from siqml_cli.simulate.statevector import SMALL_STATE_QUBITS, choose_layout, kept_states, micro_batch
 
+    batch = max(int(batch), 1)
     if isinstance(spec, GenericSpec) or spec.n_qubits <= SMALL_STATE_QUBITS:
-        return STATES_KEPT_PER_LAYER_QUBIT[bool(force_loss)] * (spec.layers + 1) * spec.n_qubits
-    layout = choose_layout(spec, max(int(batch), 1), precision)
-    return kept_states(spec, layout, checkpointed(spec, layout, max(int(batch), 1), precision), force_loss)
+        return STATES_KEPT_PER_LAYER_QUBIT[bool(force_loss)] * (spec.layers + 1) * spec.n_qubits * batch
+    layout = choose_layout(spec, batch, precision)
+    return kept_states(spec, layout, force_loss) * micro_batch(spec, layout, batch, precision, force_loss)
 
 
 def available_bytes() -> int:

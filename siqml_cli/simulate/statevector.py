@@ -18,9 +18,12 @@ small complex products and chains of them are slow, and slow to compile. So:
 - a gate of an orbit sum whose component spans more qubits than k is a block of its own, applied
   exactly: exp(-i theta G) = V diag(exp(-i theta lambda)) V^dagger with the eigenvectors V of its
   generator G restricted to the qubits it touches, computed once; only the phases are traced;
-- with large states, reverse mode recomputes each layer instead of keeping its intermediate states
-  (`jax.checkpoint` per layer; `checkpointed`), so the memory of a derivative grows with the layers,
-  not with the products;
+- when the states reverse mode keeps for a batch would pass MICRO_BATCH_BYTES, the batch runs in
+  micro-batches (`micro_batch`, `in_micro_batches`): a `lax.map` over equal chunks, each under
+  `jax.checkpoint`, so the backward pass recomputes one chunk at a time and the memory of a
+  derivative, the force loss's mixed second derivatives included, is one chunk's. (Recomputing each
+  layer instead, `jax.checkpoint` per layer, left the peak memory where it was: XLA may schedule the
+  recomputation early; the chunks are a loop, which it cannot reorder);
 - SB(eps) = prod_q RZ_q(eps) commutes with every Heisenberg gate, so it is folded into the
   per-qubit encoding gates that follow it;
 - the per-configuration encoding gates are merged into gates on chunks of up to
@@ -41,7 +44,6 @@ in Qiskit (qubit 0 is the least significant bit), so they equal `Statevector` of
 
 from __future__ import annotations
 
-import functools
 import os
 from dataclasses import dataclass
 from functools import reduce
@@ -67,9 +69,9 @@ SMALL_STATE_QUBITS = 4
 #: up to this many observable pairs, the expectation takes one transposed copy of the state per pair;
 #: beyond, it reads the state in three bases (`Simulator._expectation_by_bases`)
 SWAP_READOUT_PAIRS = 24
-#: beyond this many bytes of state vectors kept for reverse mode (`kept_states`), each layer is
-#: recomputed in the backward pass instead (`jax.checkpoint`)
-CHECKPOINT_ABOVE_BYTES = 512 * 2**20
+#: the most bytes of state vectors that reverse mode may keep for one batch (`kept_states`); beyond, the
+#: batch runs in micro-batches, each recomputed in the backward pass (`micro_batch`)
+MICRO_BATCH_BYTES = 2 * 2**30
 #: how many more states the force loss keeps than the energy loss (`kept_states`)
 FORCE_LOSS_STATES = 2.3
 #: the cost model (`layout_seconds`), measured with XLA on this project's 2-core CPU (batch 32, 14
@@ -374,45 +376,61 @@ def choose_layout(spec: ModelSpec, batch: int, precision: str) -> Layout:
     return min(layouts, key=lambda layout: (layout_seconds(spec, layout, batch, precision), layout.fusion))
 
 
-def kept_states(spec: ModelSpec, layout: Layout, checkpoint: bool, force_loss: bool) -> float:
-    """State vectors (batch x 2^n amplitudes each) that one training step keeps at once for reverse mode.
+def kept_states(spec: ModelSpec, layout: Layout, force_loss: bool) -> float:
+    """State vectors (of 2^n amplitudes) that reverse mode keeps per configuration.
 
-    Without checkpointing the energy loss keeps the output of every product and transpose, plus the
-    initial state and the readout's; with `jax.checkpoint` per layer, each layer's input and one layer's
-    states while it is recomputed. The force loss, which differentiates a reverse pass, keeps
-    FORCE_LOSS_STATES times as many. Calibrated on the water dimer (D=4, blocks of 6 qubits, batch 256,
-    single precision): 34 states for the energy loss, 78 with forces.
+    The energy loss keeps the output of every product and transpose, plus the initial state and the
+    readout's; the force loss, which differentiates a reverse pass, FORCE_LOSS_STATES times as many.
+    Measured (peak RSS less the process before compiling): the water dimer (D=4, blocks of 6 qubits, batch
+    256, single precision) 34 states for the energy loss, 78 with forces; the 16-qubit ring (D=4, blocks
+    of 5, batch 32, single) about 120 with forces, 131 estimated.
     """
-    states = [1 + (op.perm is not None) for op in layout.ops]
-    per_layer = sum(states) / max(spec.layers, 1)
-    kept = (spec.layers + 1 + per_layer if checkpoint else sum(states)) + 2.0
+    kept = sum(1 + (op.perm is not None) for op in layout.ops) + 2.0
     return FORCE_LOSS_STATES * kept if force_loss else kept
 
 
-def checkpointed(spec: ModelSpec, layout: Layout, batch: int, precision: str) -> bool:
-    """Recompute each layer in reverse mode when the states kept without it (energy + force loss) would
-    pass CHECKPOINT_ABOVE_BYTES."""
+def micro_batch(spec: ModelSpec, layout: Layout, batch: int, precision: str, force_loss: bool) -> int:
+    """How many configurations reverse mode runs at once: the whole batch, or, when the states it keeps
+    (`kept_states`) would pass MICRO_BATCH_BYTES, the size of the fewest equal micro-batches that stay
+    below it (at least one configuration)."""
     amplitude = 16 if precision == "double" else 8
-    return kept_states(spec, layout, False, True) * batch * 2**spec.n_qubits * amplitude > CHECKPOINT_ABOVE_BYTES
+    most = max(1, int(MICRO_BATCH_BYTES // (kept_states(spec, layout, force_loss) * 2**spec.n_qubits * amplitude)))
+    if batch <= most:
+        return batch
+    return -(-batch // -(-batch // most))
+
+
+def in_micro_batches(function, positions, size: int):
+    """function(positions) for positions (N, A, 3), computed `size` configurations at a time, each chunk
+    under `jax.checkpoint` in a `lax.map` (the last chunk padded with copies of the first configuration,
+    whose results are dropped): reverse mode then keeps one chunk's states at a time."""
+    batch = positions.shape[0]
+    if size >= batch:
+        return function(positions)
+    parts = -(-batch // size)
+    padding = jnp.broadcast_to(positions[:1], (parts * size - batch,) + positions.shape[1:])
+    chunks = jnp.concatenate([positions, padding]).reshape((parts, size) + positions.shape[1:])
+    out = jax.lax.map(jax.checkpoint(function), chunks)
+    return jax.tree_util.tree_map(lambda a: a.reshape((parts * size,) + a.shape[2:])[:batch], out)
 
 
 class Simulator:
     """Energies f(X; weights) of the observable, in its own units, for a batch of configurations.
 
-    `fusion` fixes the largest fused block (qubits) instead of the cost model's choice, and `checkpoint`
-    forces per-layer rematerialisation on or off instead of `checkpointed`'s; both for tests and
-    benchmarks: every choice computes the same states.
+    `fusion` fixes the largest fused block (qubits) instead of the cost model's choice, and `micro_batch`
+    the configurations reverse mode runs at once instead of `micro_batch`'s choice; both for tests and
+    benchmarks: every choice computes the same states and derivatives.
     """
 
     @double_precision
     def __init__(self, spec: ModelSpec, precision: str = "double", fusion: int | None = None,
-                 checkpoint: bool | None = None):
+                 micro_batch: int | None = None):
         self.spec = spec
         self.precision = precision
         self.real, self.complex = precision_dtypes(precision)
         n = spec.n_qubits
         self.dim = 2**n
-        self.fusion, self.checkpoint = fusion, checkpoint
+        self.fusion, self.fixed_micro_batch = fusion, micro_batch
         self._group_gates()
         n_vectors = int(np.asarray(spec.centre(np.zeros((1, len(spec.species), 3)))).shape[1])
         signs = np.array([e.sign for e in spec.encoding])
@@ -472,26 +490,29 @@ class Simulator:
             self._layouts[fusion] = make_layout(self.spec, fusion)
         return self._layouts[fusion]
 
-    def checkpointed(self, batch: int) -> bool:
-        """Whether reverse mode recomputes each layer for this batch (`checkpoint`, else `checkpointed`)."""
+    def micro_batch(self, batch: int, force_loss: bool) -> int:
+        """The configurations reverse mode runs at once for this batch and loss (`micro_batch`)."""
+        if self.fixed_micro_batch is not None:
+            return min(self.fixed_micro_batch, batch)
         if self.dense:
-            return False
-        if self.checkpoint is not None:
-            return self.checkpoint
-        return checkpointed(self.spec, self.layout(batch), batch, self.precision)
+            return batch
+        return micro_batch(self.spec, self.layout(batch), batch, self.precision, force_loss)
 
     def plan_summary(self, batch: int) -> str:
         """One line saying how a batch is simulated: the path, the fused block sizes, the products and
-        transposes per layer and whether reverse mode recomputes layers."""
+        transposes per layer, and the micro-batches of reverse mode."""
         n = self.spec.n_qubits
         if self.dense:
             return (f"{n} qubits, batch {batch}: small-state path, each layer one {self.dim} x {self.dim} unitary, "
                     "complex state, layers in a scan")
         layout = self.layout(batch)
-        how = "fixed" if self.fusion is not None else "cost model over " + "..".join(
-            str(k) for k in fusion_candidates(self.spec)[::max(1, len(fusion_candidates(self.spec)) - 1)])
+        candidates = fusion_candidates(self.spec)
+        how = "fixed" if self.fusion is not None else f"cost model over {candidates[0]}..{candidates[-1]}"
+        energy, force = self.micro_batch(batch, False), self.micro_batch(batch, True)
+        chunks = ("whole batch at once" if force == batch else
+                  f"micro-batches of {energy} (energy loss) / {force} (energy + force loss) configurations")
         return (f"{n} qubits, batch {batch}, {self.precision} precision: general path, {layout.describe()} "
-                f"({how}); reverse mode {'recomputes each layer' if self.checkpointed(batch) else 'keeps every state'}")
+                f"({how}); reverse mode: {chunks}")
 
     def _readout_bases(self) -> None:
         """Constants of the observable's expectation in three bases (`_expectation_by_bases`): the Hadamard
@@ -666,16 +687,11 @@ class Simulator:
         return jax.lax.scan(layer, psi, (transposed, gates))[0]
 
     def _final(self, weights, positions):
-        """Final states, real (N, 2^(n+1)) (complex (N, 2^n) when `dense`), and the qubit order they are left in.
-
-        The products of each layer run as one function of the state and their matrices; when the batch
-        is `checkpointed`, under `jax.checkpoint`, so reverse mode keeps each layer's input state and
-        recomputes the rest (the matrices, small, are kept)."""
+        """Final states, real (N, 2^(n+1)) (complex (N, 2^n) when `dense`), and the qubit order they are left in."""
         positions = jnp.asarray(positions, dtype=self.real)
         if self.dense:
             return self._final_dense(weights, positions), tuple(range(self.spec.n_qubits))
-        batch = positions.shape[0]
-        layout = self.layout(batch)
+        layout = self.layout(positions.shape[0])
         gates = self.qubit_gates(weights, positions)
         unitaries = self.block_unitaries(weights, layout)
         built = {}
@@ -704,16 +720,9 @@ class Simulator:
                               matrices(None, op.inputs, op.inputs)[op.layer - 1])
 
         psi = self._initial(gates, layout, first_block if layout.first_block_on_factors else None)
-        checkpoint = self.checkpointed(batch)
-        for group in _runs_by_layer(layout.ops):
-            run = functools.partial(self._apply_ops, perms=tuple(op.perm for op in group))
-            psi = (jax.checkpoint(run) if checkpoint else run)(psi, [matrix_of(op) for op in group])
+        for op in layout.ops:
+            psi = self._apply(psi, matrix_of(op), op.perm)
         return psi, layout.final_order
-
-    def _apply_ops(self, psi, matrices, perms):
-        for matrix, perm in zip(matrices, perms):
-            psi = self._apply(psi, matrix, perm)
-        return psi
 
     @double_precision
     def states(self, weights, positions) -> jnp.ndarray:
@@ -729,7 +738,14 @@ class Simulator:
     def expectation(self, weights, positions) -> jnp.ndarray:
         """<psi|O|psi> for O = sum of c_ij H_ij over the observable's pairs (c = 1, or a trained
         observable's orbit weights). Shape (N,). Few pairs: one transposed copy of the state each
-        (`_expectation_by_swaps`); many (a trained observable): three bases (`_expectation_by_bases`)."""
+        (`_expectation_by_swaps`); many (a trained observable): three bases (`_expectation_by_bases`).
+        In micro-batches when the batch's states would not fit (`micro_batch`)."""
+        positions = jnp.asarray(positions, dtype=self.real)
+        size = self.micro_batch(positions.shape[0], force_loss=False)
+        return in_micro_batches(lambda x: self.expectation_at_once(weights, x), positions, size)
+
+    def expectation_at_once(self, weights, positions) -> jnp.ndarray:
+        """`expectation` of the whole batch in one pass."""
         psi, order = self._final(weights, positions)
         if self.readout_by_bases:
             return self._expectation_by_bases(psi, order, weights)
@@ -768,17 +784,6 @@ def reduce_kron(matrix: np.ndarray, power: int) -> np.ndarray:
     return reduce(np.kron, [matrix] * power, np.ones((1, 1)))
 
 
-def _runs_by_layer(ops: list[Op]) -> list[list[Op]]:
-    """`ops` split into runs of consecutive ops of the same layer."""
-    runs: list[list[Op]] = []
-    for op in ops:
-        if runs and runs[-1][-1].layer == op.layer:
-            runs[-1].append(op)
-        else:
-            runs.append([op])
-    return runs
-
-
 def _one_hot(index, size: int) -> np.ndarray:
     out = np.zeros((len(index), size))
     out[np.arange(len(index)), index] = 1.0
@@ -788,6 +793,15 @@ def _one_hot(index, size: int) -> np.ndarray:
 @double_precision
 def expectation_and_gradient(sim: Simulator, weights, positions):
     """f (N,) and df/dpositions (N, A, 3): each configuration's f depends only on its own positions,
-    so the gradient of the batch sum gives every configuration's gradient in one reverse pass."""
-    f, vjp = jax.vjp(lambda x: sim.expectation(weights, x), positions)
-    return f, vjp(jnp.ones_like(f))[0]
+    so the gradient of the batch sum gives every configuration's gradient in one reverse pass. `Simulator`
+    runs it in micro-batches when the states of the force loss's derivative would not fit (`micro_batch`)."""
+    energy = sim.expectation_at_once if isinstance(sim, Simulator) else sim.expectation
+
+    def value_and_forces(x):
+        f, vjp = jax.vjp(lambda y: energy(weights, y), x)
+        return f, vjp(jnp.ones_like(f))[0]
+
+    if not isinstance(sim, Simulator):
+        return value_and_forces(positions)
+    positions = jnp.asarray(positions, dtype=sim.real)
+    return in_micro_batches(value_and_forces, positions, sim.micro_batch(positions.shape[0], force_loss=True))
