@@ -144,9 +144,9 @@ def time_cell(model: str, impl: str, batch: int, loss: str, budget: float) -> di
         sim = Simulator(spec, "single")
         plan = sim.plan_summary(batch)
         layout = sim.layout(batch)
-        extra = {"path": "small-state" if sim.dense else ("general, checkpointed" if sim.checkpointed(batch)
-                                                         else "general"),
-                 "block": layout.fusion, "plan": plan}
+        micro = sim.micro_batch(batch, SCAN_LOSSES[loss] > 0)
+        path = "small-state" if sim.dense else "general" + (f", micro-batches of {micro}" if micro < batch else "")
+        extra = {"path": path, "block": layout.fusion, "plan": plan}
     else:
         from bench_peers import make_jax_impl
 
@@ -195,8 +195,8 @@ def device() -> str:
     return f"{first.platform.upper()}: {first.device_kind}"
 
 
-def scan_cells(sizes, batches) -> list[tuple[str, int, str, str]]:
-    models = [f"ring{n}" for n in sizes] + list(SCAN_SHIPPED) + list(SCAN_AUTO)
+def scan_cells(sizes, batches, models=None) -> list[tuple[str, int, str, str]]:
+    models = models or [f"ring{n}" for n in sizes] + list(SCAN_SHIPPED) + list(SCAN_AUTO)
     return [(model, batch, loss, impl) for model in models for batch in batches for loss in SCAN_LOSSES
             for impl in SCAN_IMPLS]
 
@@ -213,7 +213,8 @@ def run_scan(args) -> None:
             } if log.exists() else set()
     sizes = [int(n) for n in args.sizes.split(",")]
     batches = [int(b) for b in args.batches.split(",")]
-    for model, batch, loss, impl in scan_cells(sizes, batches):
+    models = args.scan_models.split(",") if args.scan_models else None
+    for model, batch, loss, impl in scan_cells(sizes, batches, models):
         if (model, batch, loss, impl) in done:
             continue
         cell = {"model": model, "batch": batch, "loss": loss, "impl": impl}
@@ -307,6 +308,8 @@ def main() -> None:
                         help="the qubit scan against TensorCircuit-NG instead (resumable: results/bench/scan.jsonl)")
     parser.add_argument("--sizes", default=",".join(map(str, SCAN_RINGS)), help="ring sizes of the scan")
     parser.add_argument("--batches", default="32,256", help="batch sizes of the scan")
+    parser.add_argument("--scan-models", default=None,
+                        help="comma-separated scan models instead of all (ringN, h2o, lih, water_dimer, nh3, ...)")
     parser.add_argument("--budget", type=float, default=3.0, help="seconds of timed steps per scan cell")
     parser.add_argument("--cell-timeout", type=float, default=600.0, help="seconds before a scan cell is given up")
     parser.add_argument("--cell", help=argparse.SUPPRESS)  # one scan cell, as JSON (internal)

@@ -53,6 +53,11 @@ class GenericSimulator:
             unitary = blocks[:, b] @ unitary
         return unitary
 
+    def plan_summary(self, batch: int) -> str:
+        """One line saying how a batch is simulated (as `Simulator.plan_summary`)."""
+        return (f"{self.spec.n_qubits} qubits, batch {batch}: generic VQLM, each layer one {self.dim} x {self.dim} "
+                "unitary, encoding rotations qubit by qubit")
+
     def _encode(self, psi, angles):
         """psi (N, 2^n) <- prod_q RY_q(angles[:, feature of q])."""
         batch = psi.shape[0]
