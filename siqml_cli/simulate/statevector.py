@@ -443,8 +443,9 @@ class Simulator:
                                             dtype=self.real)
         self.dense = n <= SMALL_STATE_QUBITS
         self.factors = factors_of(spec)
-        #: layouts by block size, built when a batch first needs one
+        #: layouts by block size, built when a batch first needs one; the cost model's block size by batch
         self._layouts: dict[int, Layout] = {}
+        self._chosen: dict[int, int] = {}
         if self.dense:
             self.initial_state = jnp.asarray(blocks.singlet_state(n, spec.singlets), dtype=self.complex)
             self.sb_phases = jnp.asarray(blocks.symmetry_breaking_phases(n), dtype=self.real)
@@ -489,7 +490,9 @@ class Simulator:
         elif self.fusion is not None:
             fusion = self.fusion
         else:
-            fusion = choose_layout(self.spec, batch, self.precision).fusion
+            if batch not in self._chosen:
+                self._chosen[batch] = choose_layout(self.spec, batch, self.precision).fusion
+            fusion = self._chosen[batch]
         if fusion not in self._layouts:
             self._layouts[fusion] = make_layout(self.spec, fusion)
         return self._layouts[fusion]
