@@ -34,7 +34,8 @@ test-slow: $(STAMP)
 check-wheel:
 	PYTHON=$(PYTHON) scripts/check_wheel.sh
 
-## Speed benchmarks; writes results/bench/ (speed.md, then peers.md: side by side against
+## Speed benchmarks; writes results/bench/ (scan.md and scan.png: the qubit scan 4..16 side by side with
+## TensorCircuit-NG, resumable from scan.jsonl; speed.md; then peers.md: side by side against
 ## TensorCircuit-NG, PennyLane and EstimatorQNN, whose extra `bench` is installed first).
 BENCH_STAMP := $(VENV)/.bench-stamp
 
@@ -43,6 +44,7 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml
 	touch $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP)
+	$(BIN)/python scripts/bench.py --scan
 	$(BIN)/python scripts/bench.py
 	$(BIN)/python scripts/bench_peers.py
 

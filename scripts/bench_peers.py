@@ -88,16 +88,9 @@ def build_spec(case: ModelCase):
 
     if not case.key.startswith("ring"):
         return build_model(case.molecule, case.symmetry, case.layers, case.blocks)
-    from siqml_cli.models import h2o
-    from siqml_cli.models.spec import Coupling, Encoding, ModelSpec
+    from siqml_cli.simulate.synthetic import ring_spec
 
-    n = int(case.key[4:])
-    return ModelSpec(
-        name=case.key, species=("O", "H", "H"), n_qubits=n, layers=case.layers, blocks=case.blocks,
-        symmetry="broken", centre=h2o.centre, singlets=tuple((q, q + 1) for q in range(0, n, 2)),
-        encoding=tuple(Encoding(qubit=q, vector=q % 2, scale=(q // 2) % 2) for q in range(n)),
-        couplings=tuple(Coupling(((q, (q + 1) % n),), q) for q in range(n)),
-        observable_pairs=((0, 1),), symmetry_breaking=True)
+    return ring_spec(int(case.key[4:]), case.layers, case.blocks)
 
 
 def training_set(case: ModelCase, spec, min_size: int = 2048):

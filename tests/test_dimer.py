@@ -135,11 +135,11 @@ def test_star_gate_is_the_exponential_of_the_orbit_sum():
 
 def test_fused_layer_keeps_each_gate_once_and_stays_small():
     spec = build_model("water_dimer", "full", 1, 2)
-    fused = fuse_layer(spec)
+    fused = fuse_layer(spec, 6)
     n_gates = sum(len(orbit_components(c.pairs)) for c in spec.couplings) * spec.blocks
     assert sum(len(b.gates) for b in fused) == n_gates
     assert max(len(b.qubits) for b in fused) <= 6
-    assert [b.qubits for b in fuse_layer(build_model("water_dimer", "full", 1, 1))] == [
+    assert [b.qubits for b in fuse_layer(build_model("water_dimer", "full", 1, 1), 6)] == [
         (0, 1, 6, 7), (0, 1, 2, 3, 4, 5), (6, 7, 8, 9, 10, 11)]
 
 

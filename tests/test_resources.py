@@ -47,13 +47,13 @@ def test_make_simulator_refuses_what_cannot_compile():
 def test_a_batch_beyond_memory_names_the_estimate_and_the_knobs():
     spec = build_model("water_dimer", "broken", 4, 1)
     with pytest.raises(SiqmlError) as error:
-        check_resources(spec, 10**7, "double", force_loss=True)
+        check_resources(spec, 10**9, "double", force_loss=True)
     message = str(error.value)
     assert "\n" not in message and message.startswith("this needs about ")
-    assert "12-qubit states x batch 10000000 with forces" in message
-    assert "lower train.batch_size (now 10000000), train.precision=single or model.layers" in message
+    assert "12-qubit states x batch 1000000000 with forces" in message
+    assert "lower train.batch_size (now 1000000000), train.precision=single or model.layers" in message
     with pytest.raises(SiqmlError, match="lower data.max_configurations"):
-        check_resources(spec, 10**7, "single", force_loss=False, batch_option="data.max_configurations")
+        check_resources(spec, 10**9, "single", force_loss=False, batch_option="data.max_configurations")
 
 
 def test_estimate_bounds_the_measured_peak(repo):

@@ -91,6 +91,12 @@ class GenericSimulator:
             psi = psi[:, self.ring_sources]
         return psi
 
+    def plan_summary(self, batch: int) -> str:
+        """One line saying how a batch is simulated (as `Simulator.plan_summary`)."""
+        layer = (f"each layer one {self.dim} x {self.dim} unitary" if self.dense
+                 else "each layer gate by gate in a scan over the layers")
+        return f"{self.spec.n_qubits} qubits, batch {batch}: generic VQLM, {layer}, encoding rotations qubit by qubit"
+
     def _encode(self, psi, angles):
         """psi (N, 2^n) <- prod_q RY_q(angles[:, feature of q])."""
         batch = psi.shape[0]

@@ -11,8 +11,12 @@ loops over the layers with `lax.scan`, all layers + 1 (and each layer's fused pr
 
 Peak memory (`estimate`) = BASE_BYTES (interpreter, JAX, Qiskit) + the compilation (COMPILE_BYTES
 + COMPILE_BYTES_PER_GATE per traced gate, twice both with forces in the loss, whose mixed second
-derivatives double the program) + the state vectors that reverse mode keeps: 2^n amplitudes x batch
-x `STATES_KEPT_PER_LAYER_QUBIT` x (layers + 1) x n. Calibrated on one compile and one Adam step
+derivatives double the program) + the state vectors that reverse mode keeps (2^n amplitudes each,
+`states_kept`) + `DATA_BYTES_PER_ATOM` per atom of every configuration. On the simulator's general path
+the states kept follow the layout the cost model picks for the batch (`statevector.kept_states`), and a
+batch whose states would pass `statevector.MICRO_BATCH_BYTES` runs in micro-batches, each recomputed in
+the backward pass, so only one micro-batch's states count. Elsewhere (the small-state path, the generic
+VQLM) they are `STATES_KEPT_PER_LAYER_QUBIT` x (layers + 1) x n x batch. Calibrated on one compile and one Adam step
 (peak RSS by `resource.getrusage`, 2 cores, single precision unless stated): LiH B=2 / 60 / 150
 (traced 12 / 244 / 604): compile 117 / 444 / 850 MB; water dimer D=4 batch 32: compile 267 MB
 (energy) / 417 MB (forces); D=8 forces: 475 MB; state memory at batch 256, D=4: 34 state vectors
@@ -36,6 +40,12 @@ COMPILE_BYTES_PER_GATE = 1.3 * 2**20
 #: state vectors kept for the backward pass per layer and qubit: energy loss, energy + force loss
 STATES_KEPT_PER_LAYER_QUBIT = {False: 1.0, True: 2.0}
 AMPLITUDE_BYTES = {"double": 16, "single": 8}
+#: what a step holds per configuration and atom besides the states, however it is micro-batched: positions,
+#: forces, predicted forces and their gradients, in double precision
+DATA_BYTES_PER_ATOM = 8 * 3 * 8
+#: the batch whose layout `traced_gates` counts: the compile size needs no batch, and the number of
+#: fused blocks barely depends on it
+NOMINAL_BATCH = 32
 
 
 @dataclass(frozen=True)
@@ -45,7 +55,7 @@ class Estimate:
     traced_gates: int
     peak_bytes: int
     compile_bytes: int
-    state_bytes: int  # the state vectors kept for reverse mode
+    state_bytes: int  # the state vectors kept for reverse mode, and each configuration's data
 
 
 def traced_gates(spec) -> int:
@@ -55,13 +65,14 @@ def traced_gates(spec) -> int:
     if isinstance(spec, GenericSpec):  # every block's RY, RZ and CNOT ring; the encoding of every layer unrolled
         return spec.blocks * 3 * spec.n_qubits + (spec.layers + 1) * spec.n_qubits
     from siqml_cli.models.spec import orbit_components
-    from siqml_cli.simulate.statevector import SMALL_STATE_QUBITS, fuse_layer
+    from siqml_cli.simulate.statevector import SMALL_STATE_QUBITS, choose_layout
 
     per_block = sum(len(orbit_components(c.pairs)) for c in spec.couplings)
     encoding = len(spec.encoding)
     if spec.n_qubits <= SMALL_STATE_QUBITS:
         return spec.blocks * per_block + encoding
-    return spec.blocks * per_block + (spec.layers + 1) * encoding + spec.layers * len(fuse_layer(spec))
+    blocks = len(choose_layout(spec, NOMINAL_BATCH, "double").fused)
+    return spec.blocks * per_block + (spec.layers + 1) * encoding + spec.layers * blocks
 
 
 def estimate(spec, batch: int, precision: str, force_loss: bool) -> Estimate:
@@ -69,9 +80,22 @@ def estimate(spec, batch: int, precision: str, force_loss: bool) -> Estimate:
     gates = traced_gates(spec)
     doubled = 2 if force_loss else 1
     compile_bytes = int(doubled * (COMPILE_BYTES + COMPILE_BYTES_PER_GATE * gates))
-    kept = STATES_KEPT_PER_LAYER_QUBIT[bool(force_loss)] * (spec.layers + 1) * spec.n_qubits
-    state_bytes = int(2**spec.n_qubits * AMPLITUDE_BYTES[precision] * max(int(batch), 1) * kept)
+    state_bytes = int(2**spec.n_qubits * AMPLITUDE_BYTES[precision] * states_kept(spec, batch, precision, force_loss)
+                      + DATA_BYTES_PER_ATOM * len(spec.species) * max(int(batch), 1))
     return Estimate(gates, BASE_BYTES + compile_bytes + state_bytes, compile_bytes, state_bytes)
+
+
+def states_kept(spec, batch: int, precision: str, force_loss: bool) -> float:
+    """State vectors of 2^n amplitudes that reverse mode keeps at once for `batch` configurations (see the
+    module's docstring)."""
+    from siqml_cli.models.generic import GenericSpec
+    from siqml_cli.simulate.statevector import SMALL_STATE_QUBITS, choose_layout, kept_states, micro_batch
+
+    batch = max(int(batch), 1)
+    if isinstance(spec, GenericSpec) or spec.n_qubits <= SMALL_STATE_QUBITS:
+        return STATES_KEPT_PER_LAYER_QUBIT[bool(force_loss)] * (spec.layers + 1) * spec.n_qubits * batch
+    layout = choose_layout(spec, batch, precision)
+    return kept_states(spec, layout, force_loss) * micro_batch(spec, layout, batch, precision, force_loss)
 
 
 def available_bytes() -> int:
@@ -146,4 +170,4 @@ def batch_size(requested: int | None, n_configurations: int) -> int:
 
 
 __all__ = ["MAX_TRACED_GATES", "Estimate", "available_bytes", "batch_size", "check_compile_size",
-           "check_resources", "estimate", "traced_gates"]
+           "check_resources", "estimate", "states_kept", "traced_gates"]

@@ -153,6 +153,8 @@ def train_run(cfg: DictConfig, folder: Path | RunFolder, resume: bool = False, p
                       molecule=molecule, symmetry=spec.symmetry, data=str(data.source), n_train=len(split.train),
                       n_test=len(split.test), n_trainable=spec.n_trainable()):
         sim = make_simulator(spec, precision)
+        if progress and backend.kind == "statevector":
+            print(f"simulator: {sim.plan_summary(batch_size(settings.batch_size, len(positions)))}", flush=True)
         if backend.kind == "statevector":
             trained = run_loop(sim, training, spec.init_weights(settings.seed), settings, run, resume=resume,
                                progress=progress)
