@@ -210,5 +210,5 @@ def test_data_in_another_atom_order_is_refused(tmp_path):
     write_dataset(swapped, tmp_path / "swapped.h5")
     result = siqml("train", "+molecule=h2o2", "molecule.data=swapped.h5", "train.steps=1", cwd=tmp_path)
     assert result.returncode != 0 and "Traceback" not in result.stderr
-    assert "atoms are O-H-O-H but the model needs O-O-H-H" in result.stderr
+    assert "atoms are O-H-O-H but molecule 'h2o2' needs O-O-H-H" in result.stderr
     assert not (tmp_path / "results").exists()

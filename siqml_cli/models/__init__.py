@@ -76,8 +76,8 @@ def build_model(molecule: str, symmetry: str, layers: int, blocks: int, options=
         spec = BUILDERS[hand_made](layers, blocks, symmetry, frame=frame, atom_readout=model.atom_readout,
                                    observable=model.observable.value)
     elif (model.frame not in (None, "midpoint")) or model.atom_readout or model.observable != "fixed":
-        raise SiqmlError(f"model.frame, model.atom_readout and model.observable apply to the water dimer and "
-                         f"automatic models only; {molecule}'s siVQLM has no such options: drop them")
+        raise SiqmlError(f"model.frame, model.atom_readout and model.observable apply to the water dimer only "
+                         f"(model.frame also to automatic models); {molecule}'s siVQLM has no such options: drop them")
     else:
         spec = BUILDERS[hand_made](layers, blocks, symmetry)
     return dataclasses.replace(spec, alpha_init=float(model.alpha_init))

@@ -58,7 +58,8 @@ def loop_settings(settings: TrainCommand) -> LoopSettings:
 
 def load_training_data(cfg: DictConfig, molecule: str, need_forces: bool) -> Dataset:
     path = resolve_input(OmegaConf.select(cfg, "data.path") or cfg.molecule.data)
-    data = read_dataset(path, tuple(cfg.molecule.species),
+    shipped = molecules.species_of(molecule) == tuple(cfg.molecule.species)  # named in the message
+    data = read_dataset(path, molecule if shipped else tuple(cfg.molecule.species),
                         energy_key=OmegaConf.select(cfg, "data.energy_key", default=None),
                         forces_key=OmegaConf.select(cfg, "data.forces_key", default=None))
     if not data.has_labels:
