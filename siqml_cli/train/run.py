@@ -93,6 +93,10 @@ def checked_settings(cfg: DictConfig) -> RunSettings:
     schema's (`siqml_cli.config.TrainCommand`); what depends on the model is checked here, its compile size
     included (so that a sweep with one model too large to compile is refused before any job starts)."""
     settings = parse(TrainCommand, cfg)
+    for key, value, default in (("backend.symmetrize", settings.backend.symmetrize, 1),
+                                ("backend.dry_run", settings.backend.dry_run, False)):
+        if value != default:
+            raise SiqmlError(f"{key} applies to `siqml evaluate` and `siqml submit`, not to training; drop it")
     molecule = molecules.from_settings(settings.molecule)
     spec = build_model(molecule.name, settings.symmetry.name, settings.model.layers, settings.model.blocks,
                        {**settings.model.options(), **molecule.model_options()})
