@@ -212,3 +212,28 @@ def test_data_in_another_atom_order_is_refused(tmp_path):
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "atoms are O-H-O-H but molecule 'h2o2' needs O-O-H-H" in result.stderr
     assert not (tmp_path / "results").exists()
+
+
+# ----------------------------------------------------------------------------- as a new user
+
+
+def test_own_molecule_from_a_geometry_file_to_a_trained_run(tmp_path):
+    """`siqml data molecule.geometry=<xyz>` then `siqml train molecule.data=<h5>`, nothing else: the data file
+    carries the atoms and the reference geometry, the run rebuilds its automatic model from model.json."""
+    import json
+
+    (tmp_path / "water.xyz").write_text("3\nwater\nO 0.0 0.0 0.12\nH 0.0 0.76 -0.47\nH 0.0 -0.76 -0.47\n")
+    made = siqml("data", "molecule.geometry=water.xyz", "n=4", "workers=1", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    assert "its automatic siVQLM has 4 qubits" in made.stdout and (tmp_path / "data" / "water.h5").is_file()
+    data = read_dataset(tmp_path / "data" / "water.h5")
+    assert data.attrs["molecule"] == "water" and len(data) == 4 and data.attrs["temperature"] == 1000.0
+    trained = siqml("train", "molecule.data=data/water.h5", "train.steps=3", "model.layers=1", "model.blocks=1",
+                    "loss=energy", "hydra.run.dir=run", cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    assert "water: siVQLM (built automatically), symmetry=full, 4 qubits" in trained.stdout
+    model = json.loads((tmp_path / "run" / "model.json").read_text())
+    assert model["molecule"] == "water" and model["options"]["construction"] == "auto"
+    checked = siqml("check-symmetry", "molecule.data=data/water.h5", "weights=run", "n_configs=3", cwd=tmp_path)
+    assert checked.returncode == 0, checked.stderr
+    assert "exchange (0, 2, 1)" in checked.stdout and "FAIL" not in checked.stdout
