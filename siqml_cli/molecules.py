@@ -43,21 +43,23 @@ class Molecule:
 
     def reference_geometry(self, data=None) -> np.ndarray:
         """The geometry an automatic model reads its bond graph from: the data set's optimised minimum when
-        it has one (`data`, or the molecule's data file), else the start geometry."""
-        from siqml_cli.data.io import read_hdf5
+        it has one (`data`, or the molecule's data file), else the start geometry, else the data set's first
+        configuration (the paper's sets, sampled near their minima, are bonded alike throughout)."""
+        from siqml_cli.data.io import read_dataset
         from siqml_cli.paths import resolve_input
 
-        if data is None and self.data and resolve_input(self.data).is_file() and Path(self.data).suffix in (".h5",
-                                                                                                               ".hdf5"):
-            data = read_hdf5(resolve_input(self.data))
+        if data is None and self.data and resolve_input(self.data).is_file():
+            data = read_dataset(resolve_input(self.data))
         if data is not None and "reference_geometry" in data.attrs:
             return np.asarray(data.attrs["reference_geometry"], float)
         if self.geometry:
             from siqml_cli.data.normal_modes import read_geometry
 
             return read_geometry(_resolve(self.geometry))[1]
-        raise SiqmlError(f"molecule {self.name} has neither a data file with its reference geometry nor a "
-                         "molecule.geometry file; give one (e.g. molecule.geometry=molecule.xyz)")
+        if data is not None:
+            return np.asarray(data.positions[0], float)
+        raise SiqmlError(f"molecule {self.name} has neither a data file nor a molecule.geometry file to build its "
+                         "model from; give one (e.g. molecule.geometry=molecule.xyz)")
 
     def model_options(self, data=None) -> dict:
         """What `models.build_model` needs besides the model settings: for an automatic model, the atoms and
