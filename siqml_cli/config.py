@@ -552,6 +552,7 @@ class CheckSymmetryCommand:
     symmetry: SymmetryConfig = field(default_factory=SymmetryConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: OptimConfig = field(default_factory=OptimConfig)  # the molecule's training defaults; unused here
+    loss: LossConfig = field(default_factory=LossConfig)     # likewise
     weights: str = "random"
     n_configs: int = 16
     seed: int = 0
@@ -566,6 +567,7 @@ class GenerateCommand:
     symmetry: SymmetryConfig = field(default_factory=SymmetryConfig)  # the molecule's model and training
     model: ModelConfig = field(default_factory=ModelConfig)           # defaults come along; unused here
     train: OptimConfig = field(default_factory=OptimConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
     n: int | None = None
     seed: int = 0
     out: str | None = None

@@ -237,3 +237,18 @@ def test_own_molecule_from_a_geometry_file_to_a_trained_run(tmp_path):
     checked = siqml("check-symmetry", "molecule.data=data/water.h5", "weights=run", "n_configs=3", cwd=tmp_path)
     assert checked.returncode == 0, checked.stderr
     assert "exchange (0, 2, 1)" in checked.stdout and "FAIL" not in checked.stdout
+
+
+@pytest.mark.parametrize("command", ["train", "generate", "check_symmetry"])
+def test_every_registry_entry_composes_with_every_molecule_command(command):
+    """A molecule entry may set the training defaults of its group (loss, symmetry): every command that takes
+    `+molecule` must carry those groups, or `siqml data +molecule=<name>` breaks."""
+    from hydra import compose, initialize_config_module
+
+    from siqml_cli.config import parse_command
+    from siqml_cli.paths import CONFIG_PACKAGE
+
+    for name in molecules.shipped():
+        with initialize_config_module(config_module=CONFIG_PACKAGE, version_base="1.3"):
+            cfg = compose(config_name=command, overrides=[f"+molecule={name}"])
+        assert parse_command(command, cfg).molecule.name == name
