@@ -7,11 +7,11 @@ and renames the finished file into place.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import time
 import warnings
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -257,11 +257,19 @@ def sample(sampler: str, n: int, seed: int, params: dict, modes: normal_modes.No
 
 
 def _single_threaded_worker() -> None:
-    """Each labelling process uses one core: one process per core beats one process with many threads on
-    molecules this small."""
+    """Each labelling process uses one core (one process per core beats one process with many threads on
+    molecules this small) and leaves Ctrl-C to the parent, which saves what was labelled and ends it."""
+    import signal
+
     from pyscf import lib
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     lib.num_threads(1)
+
+
+def _label_one(task: tuple) -> tuple[int, tuple[float, np.ndarray]]:
+    sampler, species, positions, index = task
+    return index, GENERATORS[sampler].label(species, positions)
 
 
 def default_workers() -> int:
@@ -300,18 +308,18 @@ def label_all(data: Dataset, sampler: str, out: Path, workers: int = 1, descript
                 data.energies[i], data.forces[i] = label(data.species, data.positions[i])
                 bar.update()
                 checkpoint()
-        else:
-            with ProcessPoolExecutor(max_workers=workers, initializer=_single_threaded_worker) as pool:
-                futures = {pool.submit(label, data.species, data.positions[i]): i for i in todo}
-                try:
-                    for future in as_completed(futures):
-                        i = futures[future]
-                        data.energies[i], data.forces[i] = future.result()
-                        bar.update()
-                        checkpoint()
-                except BaseException:
-                    pool.shutdown(wait=False, cancel_futures=True)
-                    raise
+        else:  # a fresh interpreter per worker (forkserver): the parent may hold JAX's threads, which fork can hang
+            pool = multiprocessing.get_context("forkserver").Pool(workers, initializer=_single_threaded_worker)
+            try:
+                tasks = ((sampler, data.species, data.positions[i], int(i)) for i in todo)
+                for i, (energy, forces) in pool.imap_unordered(_label_one, tasks):
+                    data.energies[i], data.forces[i] = energy, forces
+                    bar.update()
+                    checkpoint()
+                pool.close()
+            finally:
+                pool.terminate()  # on an interruption or an error: the workers stop now, not after their point
+                pool.join()
     except KeyboardInterrupt as exc:
         raise type(exc)(kept()) from None
     finally:
