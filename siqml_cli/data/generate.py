@@ -193,8 +193,12 @@ def label_dft(species, positions: np.ndarray) -> tuple[float, np.ndarray]:
     mf.xc = DFT_SETTINGS["xc"]
     mf.conv_tol = DFT_SETTINGS["conv_tol"]
     energy = mf.kernel()
+    if not mf.converged:  # far-stretched geometries of a hot sample: second-order SCF from where DIIS stopped
+        mf = mf.newton()
+        energy = mf.kernel(mf.make_rdm1())
     if not mf.converged:
-        raise SiqmlError("PySCF SCF did not converge for a configuration; check the geometry")
+        raise SiqmlError("PySCF SCF did not converge for a configuration, with DIIS or second-order SCF; check "
+                         "the geometry")
     gradient = mf.nuc_grad_method().kernel()
     return float(energy) * HARTREE_EV, -np.asarray(gradient) * HARTREE_PER_BOHR_TO_EV_PER_ANGSTROM
 
