@@ -46,7 +46,7 @@ def test_restricted_target_keeps_the_qubits_errors_and_couplings():
     assert small["cz"][(0, 1)].error == device.target["cz"][(80, 81)].error
 
 
-@pytest.mark.parametrize("name", HERON)
+@pytest.mark.parametrize("name", [HERON[0], *(pytest.param(n, marks=pytest.mark.slow) for n in HERON[1:])])
 def test_heron_fake_devices_run_in_local_mode_with_and_without_mitigation(name):
     """Today's 133-156 qubit devices: the runtime's Estimator on the qubits the ISA circuit touches."""
     ff = forcefield("lih", "full", layers=1)

@@ -217,6 +217,7 @@ def test_data_in_another_atom_order_is_refused(tmp_path):
 # ----------------------------------------------------------------------------- as a new user
 
 
+@pytest.mark.slow  # ~1-2 min: optimisation, Hessian and labels with PySCF, then training and a check
 def test_own_molecule_from_a_geometry_file_to_a_trained_run(tmp_path):
     """`siqml data molecule.geometry=<xyz>` then `siqml train molecule.data=<h5>`, nothing else: the data file
     carries the atoms and the reference geometry, the run rebuilds its automatic model from model.json."""
