@@ -49,7 +49,9 @@ class Molecule:
         from siqml_cli.paths import resolve_input
 
         if data is None and self.data and resolve_input(self.data).is_file():
-            data = read_dataset(resolve_input(self.data))
+            # checked here, before any run folder exists: a file in another atom order is refused up front
+            data = read_dataset(resolve_input(self.data), self.name if species_of(self.name) == self.species
+                                else self.species)
         if data is not None and "reference_geometry" in data.attrs:
             return np.asarray(data.attrs["reference_geometry"], float)
         if self.geometry:
