@@ -83,36 +83,6 @@ print(json.dumps(int(hwm.split()[1]) * 1024))
     assert measured < predicted < 3 * measured
 
 
-def test_training_beyond_memory_is_refused_before_any_file_is_written(siqml, repo, tmp_path):
-    """Full-batch water dimer training with forces in double precision, on a data set large enough that one
-    step needs more memory than this machine has: one line naming the estimate and the knobs, no folder."""
-    import math
-
-    import numpy as np
-
-    from siqml_cli.data import read_dataset, write_dataset
-    from siqml_cli.simulate.resources import available_bytes
-
-    spec = build_model("water_dimer", "full", 4, 1)
-    per_configuration = estimate(spec, 2, "double", True).state_bytes / 2
-    n_train = math.ceil(1.5 * available_bytes() / per_configuration)
-    shipped = read_dataset(repo / "data" / "water_dimer.h5")
-    repeat = math.ceil(n_train / 0.8 / len(shipped)) + 1
-    path = tmp_path / "big.h5"
-    write_dataset(shipped.subset(np.tile(np.arange(len(shipped)), repeat)), path)
-    run_dir = tmp_path / "run"
-    result = siqml("train", "+molecule=water_dimer", "symmetry=full", "model.layers=4", "loss=energy_force",
-                   "train.precision=double", "train.batch_size=100000000", f"data.path={path}",
-                   f"hydra.run.dir={run_dir}", timeout=300)
-    assert result.returncode == 1
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("siqml train: error: this needs about ")
-    assert "12-qubit states x batch" in lines[0] and "with forces" in lines[0]
-    assert "lower train.batch_size (now " in lines[0] and "train.precision=single or model.layers" in lines[0]
-    assert not run_dir.exists()
-
-
 def test_a_sweep_with_a_model_too_large_to_compile_is_refused_before_any_job(siqml, tmp_path):
     sweep = tmp_path / "sweep"
     result = siqml("train", "-m", "+molecule=lih", "model.blocks=1,1000", "train.steps=1", f"hydra.sweep.dir={sweep}",
