@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from siqml_cli.errors import SiqmlError
+from siqml_cli.paths import resolve_input
 
 #: the hand-made circuits of the paper's molecules; `auto` builds one from the geometry
 AUTO = "auto"
@@ -46,7 +47,6 @@ class Molecule:
         it has one (`data`, or the molecule's data file), else the start geometry, else the data set's first
         configuration (the paper's sets, sampled near their minima, are bonded alike throughout)."""
         from siqml_cli.data.io import read_dataset
-        from siqml_cli.paths import resolve_input
 
         if data is None and self.data and resolve_input(self.data).is_file():
             # checked here, before any run folder exists: a file in another atom order is refused up front
@@ -57,7 +57,7 @@ class Molecule:
         if self.geometry:
             from siqml_cli.data.normal_modes import read_geometry
 
-            return read_geometry(_resolve(self.geometry))[1]
+            return read_geometry(resolve_input(self.geometry))[1]
         if data is not None:
             return np.asarray(data.positions[0], float)
         raise SiqmlError(f"molecule {self.name} has neither a data file nor a molecule.geometry file to build its "
@@ -74,12 +74,6 @@ class Molecule:
                              f"{'-'.join(self.species)} {len(self.species)}; fix molecule.species or the geometry")
         return {"construction": AUTO, "species": list(self.species),
                 "reference_geometry": np.round(reference, 10).tolist()}
-
-
-def _resolve(path: str) -> Path:
-    from siqml_cli.paths import resolve_input
-
-    return resolve_input(path)
 
 
 @cache
@@ -122,6 +116,11 @@ def from_settings(node) -> Molecule:
                     sampler=str(generate.sampler) if generate is not None else "normal_modes")
 
 
+def _no_file() -> SiqmlError:
+    return SiqmlError("+molecule=custom needs molecule.geometry=<xyz file> (to make its data) or "
+                      "molecule.data=<h5 file written by `siqml data`> (to train on it)")
+
+
 def custom_name(geometry: str | None, data: str | None) -> str:
     """The name of a `+molecule=custom` molecule: the one its data file records, else its geometry file's stem."""
     if data:
@@ -131,8 +130,7 @@ def custom_name(geometry: str | None, data: str | None) -> str:
         return Path(data).stem
     if geometry:
         return Path(geometry).stem
-    raise SiqmlError("+molecule=custom needs molecule.geometry=<xyz file> (to make its data) or "
-                     "molecule.data=<h5 file written by `siqml data`> (to train on it)")
+    raise _no_file()
 
 
 def custom_species(geometry: str | None, data: str | None) -> list[str]:
@@ -144,19 +142,19 @@ def custom_species(geometry: str | None, data: str | None) -> list[str]:
         if species is None:
             from siqml_cli.data.io import read_dataset
 
-            return list(read_dataset(_resolve(data)).species)
+            return list(read_dataset(resolve_input(data)).species)
         return json.loads(species) if isinstance(species, str) else list(species)
     if geometry:
         from siqml_cli.data.normal_modes import read_geometry
 
-        return list(read_geometry(_resolve(geometry))[0])
-    return list(custom_name(geometry, data))  # raises the message above
+        return list(read_geometry(resolve_input(geometry))[0])
+    raise _no_file()
 
 
 def _data_attrs(path: str) -> dict:
     import h5py
 
-    resolved = _resolve(path)
+    resolved = resolve_input(path)
     if not resolved.is_file():
         raise SiqmlError(f"data file {path} not found; make it with `siqml data +molecule=custom "
                          "molecule.geometry=<xyz>` or give the path of an existing one")
