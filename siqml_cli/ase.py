@@ -1,4 +1,5 @@
-"""A trained run as an ASE calculator: `SIQMLCalculator(run="<run dir>"[, backend=...][, domain="error"])`.
+"""A trained run as an ASE calculator: `SIQMLCalculator(run="<run dir>"[, backend=...][, domain="error"])`; a water
+cluster of any size from a monomer and a pair run: `WaterClusterCalculator(monomer=..., pair=...)`.
 
 Thin on purpose: it checks the atoms against the model's molecule and asks the run's model (the
 same code `siqml evaluate` uses) for a `Prediction`, one configuration at a time: the run's
@@ -110,3 +111,40 @@ class SIQMLCalculator(Calculator):
             self.results["forces"] = prediction.forces[0]
         if "out_of_domain" in prediction.flags:
             self.results["out_of_domain"] = bool(prediction.flags["out_of_domain"][0])
+
+
+class WaterClusterCalculator(SIQMLCalculator):
+    """Energy (eV) and forces (eV/Å) of a water cluster of any size from a monomer run and a pair run: the
+    many-body expansion of `siqml_cli.cluster`, on the fast simulator. Its outputs (`siqml md`) go into the pair
+    run's folder; domain flags and errors name the molecules that left what the models saw."""
+
+    def __init__(self, monomer: str | Path, pair: str | Path, r_on: float = 6.0, r_off: float = 7.0,
+                 domain: str | DomainCheck = "warn", **kwargs):
+        from siqml_cli.cluster import Switch, load_cluster
+
+        Calculator.__init__(self, **kwargs)
+        self.run, self.monomer_run = Path(pair), Path(monomer)
+        self.domain_check = parse_domain_check(domain)
+        try:
+            self.forcefield = load_cluster(monomer, pair, Switch(r_on, r_off))
+        except SiqmlError as exc:
+            raise UnusableRun(str(exc)) from None
+        self.model = self.forcefield
+
+    @property
+    def species(self) -> tuple[str, ...]:
+        return tuple(self.atoms.get_chemical_symbols()) if self.atoms is not None else ()
+
+    def check_atoms(self, atoms) -> None:
+        """Refuse atoms that are not whole water molecules in O, H, H order, or a periodic cell."""
+        from siqml_cli.cluster import check_molecules, count_waters
+
+        try:
+            count_waters(atoms.get_chemical_symbols())
+            check_molecules(atoms.get_positions()[None])
+        except SiqmlError as exc:
+            raise AtomsMismatch(str(exc)) from None
+        try:
+            check_cell(atoms)
+        except SiqmlError as exc:
+            raise PeriodicCell(str(exc)) from None

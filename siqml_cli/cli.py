@@ -140,8 +140,11 @@ def preflight(command: str, overrides: list[str]) -> list[str]:
             raise SiqmlError(f"+molecule is missing: add +molecule=<name> ({', '.join(shipped_molecules())}), or "
                              "molecule.geometry=<xyz file> for your own molecule")
     if command in ("evaluate", "md", "vibrations", "submit", "retrieve") and not wants_help and not any(
-            o.startswith("run=") for o in overrides):
-        raise SiqmlError("run= is missing: give a trained run folder, e.g. run=results/h2o/broken/<date>_<time>")
+            o.startswith(("run=", "cluster.")) for o in overrides):
+        cluster = (", or for a water cluster cluster.monomer=, cluster.pair= and cluster.geometry="
+                   if command == "md" else "")
+        raise SiqmlError("run= is missing: give a trained run folder, e.g. "
+                         f"run=results/h2o/broken/<date>_<time>{cluster}")
     if not wants_help:
         sweep = sweep_jobs(overrides) if multirun else [overrides]
         cfg = compose_check(COMMANDS[command][0], sweep[0])

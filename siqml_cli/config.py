@@ -611,13 +611,45 @@ class MDConfig:
 
 
 @dataclass
+class ClusterConfig:
+    """A water cluster of any size from a monomer run and a pair run (`siqml_cli.cluster`)."""
+
+    monomer: str | None = None    # a run trained on +molecule=h2o with symmetry=full
+    pair: str | None = None       # a run trained on +molecule=water_pair (two-body energies), symmetry=full
+    geometry: str | None = None   # xyz/extxyz of the cluster, atoms O, H, H per molecule
+    r_on: float = 6.0             # Å: the O-O distance where the pair term starts to be switched off
+    r_off: float = 7.0            # Å: the cutoff, where it is off
+
+    def __post_init__(self):
+        given = [key for key in ("monomer", "pair", "geometry") if getattr(self, key)]
+        if given and len(given) < 3:
+            missing = [f"cluster.{key}=" for key in ("monomer", "pair", "geometry") if key not in given]
+            raise SiqmlError(f"a cluster needs cluster.monomer=, cluster.pair= and cluster.geometry=; add "
+                             f"{' and '.join(missing)}")
+        _within("cluster.r_on", self.r_on, open_low=True)
+        if not self.r_off > self.r_on:
+            raise SiqmlError(f"cluster.r_off={self.r_off} must be larger than cluster.r_on={self.r_on} (Å): pairs are "
+                             "switched off between the two")
+
+    @property
+    def given(self) -> bool:
+        return bool(self.monomer)
+
+
+@dataclass
 class MDCommand:
-    run: str = MISSING
+    run: str | None = None
     start: str | None = None
     out: str | None = None
     seed: int = 0
     md: MDConfig = field(default_factory=MDConfig)
     domain: DomainCheck = DomainCheck.warn
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+
+    def __post_init__(self):
+        if self.cluster.given == bool(self.run):
+            raise SiqmlError("give either run=<a trained run> or a water cluster's cluster.monomer=, cluster.pair= and "
+                             "cluster.geometry=, not both")
 
 
 @dataclass
@@ -759,8 +791,8 @@ def parse_backend(cfg) -> BackendConfig:
 
 
 __all__ = ["COMMAND_SCHEMAS", "GROUPS", "GROUP_SCHEMAS", "ArmConfig", "BackendConfig", "BackendKind", "Choice",
-           "DomainCheck", "Ensemble", "EvaluationData", "ExperimentConfig", "Features", "ForceMethod", "Frame",
-           "LabelKeys", "LabelNoiseConfig", "LossConfig", "MDConfig", "MitigationConfig", "ModelConfig",
+           "ClusterConfig", "DomainCheck", "Ensemble", "EvaluationData", "ExperimentConfig", "Features", "ForceMethod",
+           "Frame", "LabelKeys", "LabelNoiseConfig", "LossConfig", "MDConfig", "MitigationConfig", "ModelConfig",
            "MoleculeConfig", "NoiseModelConfig", "Observable", "OptimConfig", "Precision", "Schedule", "SplitConfig",
            "SymmetryConfig", "SymmetryName", "TrainCommand", "describe", "parse", "parse_backend", "parse_command",
            "parse_domain_check", "parse_model", "runtime_options"]

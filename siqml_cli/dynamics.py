@@ -15,7 +15,8 @@ from ase.io.trajectory import Trajectory
 from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
-from siqml_cli.ase import OutOfDomain, SIQMLCalculator
+from siqml_cli.ase import OutOfDomain, SIQMLCalculator, WaterClusterCalculator
+from siqml_cli.cluster import cluster_broken, cluster_geometry_range
 from siqml_cli.config import parse_command
 from siqml_cli.data import read_dataset
 from siqml_cli.data.generate import GENERATORS
@@ -95,6 +96,33 @@ class BlownUp(Exception):
     """The trajectory left the physical range: NaN, or atoms too close or flying apart."""
 
 
+def check_cluster_sane(atoms: Atoms, cutoff: float) -> None:
+    """A water cluster's trajectory stops when a molecule breaks or leaves the cluster (no other O within the cutoff,
+    where the expansion no longer holds it), or atoms collapse."""
+    positions = atoms.get_positions()
+    if not np.all(np.isfinite(positions)) or not np.all(np.isfinite(atoms.get_forces())):
+        raise BlownUp("positions or forces became NaN")
+    problem = cluster_broken(positions, cutoff)
+    if problem:
+        raise BlownUp(problem)
+    dist = atoms.get_all_distances()[np.triu_indices(len(atoms), 1)]
+    if dist.min() < 0.4:
+        raise BlownUp(f"atoms collapsed (a distance of {dist.min():.2f} Å)")
+
+
+def cluster_atoms(calc: WaterClusterCalculator, geometry: str) -> Atoms:
+    """The cluster to start from: the first configuration of `geometry` (xyz or extxyz), checked."""
+    path = resolve_input(geometry)
+    try:
+        atoms = read(path, index=0)
+    except Exception as exc:  # ASE raises many types for a file it cannot parse
+        raise SiqmlError(f"cluster.geometry={geometry} cannot be read as xyz/extxyz ({type(exc).__name__}: {exc}); "
+                         "give an xyz file of the cluster, atoms O, H, H per molecule") from None
+    atoms = Atoms(symbols=atoms.get_chemical_symbols(), positions=atoms.get_positions())
+    calc.check_atoms(atoms)
+    return atoms
+
+
 def check_sane(atoms: Atoms, max_distance: float) -> None:
     positions = atoms.get_positions()
     if not np.all(np.isfinite(positions)) or not np.all(np.isfinite(atoms.get_forces())):
@@ -114,8 +142,19 @@ def md_command(cfg: DictConfig) -> None:
 
     settings = parse_command("md", cfg)
     md = settings.md
-    calc = SIQMLCalculator(settings.run, domain=settings.domain)
-    atoms = start_atoms(calc, settings.start)
+    cluster = settings.cluster
+    if cluster.given:
+        calc = WaterClusterCalculator(resolve_input(cluster.monomer), resolve_input(cluster.pair), cluster.r_on,
+                                      cluster.r_off, domain=settings.domain)
+        atoms = cluster_atoms(calc, cluster.geometry)
+        sane = lambda: check_cluster_sane(atoms, cluster.r_off)  # noqa: E731
+        about = {"cluster": {"monomer": str(calc.monomer_run), "pair": str(calc.run), "geometry": cluster.geometry,
+                             "molecules": len(atoms) // 3, "r_on": cluster.r_on, "r_off": cluster.r_off}}
+    else:
+        calc = SIQMLCalculator(settings.run, domain=settings.domain)
+        atoms = start_atoms(calc, settings.start)
+        sane = lambda: check_sane(atoms, md.max_distance)  # noqa: E731
+        about = {"run": str(calc.run)}
     atoms.calc = calc
     atoms.get_forces()  # a start outside the domain under domain=error stops here, before any file is written
     rng = np.random.default_rng(settings.seed)
@@ -132,7 +171,7 @@ def md_command(cfg: DictConfig) -> None:
           MDLogger(dyn, atoms, str(out / "md.log"), mode="w") as logger,
           tqdm(total=int(md.steps), desc=f"md {md.ensemble}", unit="step", mininterval=0.5) as bar):
         # first, so that a blown-up step is not recorded; the start is recorded as given
-        dyn.attach(lambda: dyn.nsteps == 0 or check_sane(atoms, md.max_distance))
+        dyn.attach(lambda: dyn.nsteps == 0 or sane())
         dyn.attach(domain)
         dyn.attach(traj.write, md.write_every)
         dyn.attach(logger, md.write_every)
@@ -148,8 +187,10 @@ def md_command(cfg: DictConfig) -> None:
     write_text_atomic(out / "energies.csv", energies.to_csv(index=False))
     figures.plot_md_energies(energies, out / "energies.png")
     summary = md_summary(energies, len(atoms), md.ensemble)
-    summary.update(status="stopped" if reason else "complete", reason=reason, run=str(calc.run), steps_done=dyn.nsteps,
+    summary.update(status="stopped" if reason else "complete", reason=reason, **about, steps_done=dyn.nsteps,
                    **domain.record())
+    if cluster.given:
+        summary.update(cluster_geometry_range([f.get_positions() for f in frames]))
     write_text_atomic(out / "md.json", json.dumps(summary, indent=2))
     print(json.dumps(summary, indent=2))
     print(f"trajectory: {out / 'md.traj'} ({len(frames)} frames)")
