@@ -717,6 +717,11 @@ def _plain_values(cfg):
 def describe(exc: OmegaConfBaseException, schema: type | None = None, prefix: str = "") -> str:
     """One line for a config that does not fit its schema: `<key> must be <type>, got <value>` for a
     wrong type, OmegaConf's own sentence otherwise."""
+    cause = exc.__cause__ or exc.__context__
+    while cause is not None and not isinstance(cause, SiqmlError):
+        cause = cause.__cause__ or cause.__context__
+    if cause is not None:  # raised by a resolver (a custom molecule's file): already one line
+        return str(cause)
     full_key = ".".join(k for k in (prefix, str(exc.full_key or "")) if k)
     if isinstance(exc, (ConfigKeyError, ConfigAttributeError)) and full_key:
         return f"unknown key '{full_key}'"
