@@ -60,10 +60,10 @@ def water_ring(n: int, r_oo: float = 2.8) -> tuple[tuple[str, ...], np.ndarray]:
     its first H to the next oxygen: that O-H (`RING_OH`) points along O_k -> O_(k+1), turned `RING_BEND`
     outwards in the ring plane (a slightly bent H-bond, as in the minima, which keeps the donated H of a
     small ring apart). Its second H is free: at `RING_HOH` from the donated O-H, in the plane through the
-    donated O-H and the z axis, so it points out of the ring plane, up for even k and down for odd k. For an even ring that alternates (the S4
-    tetramer and S6 hexamer minima); for an odd ring two neighbours (the last and the first) both point up,
-    the up-up-down pattern of the cyclic trimer's minimum. The optimisation of `siqml data` then finds the
-    minimum nearby (the hexamer's O ring puckers).
+    donated O-H and the z axis, so it points out of the ring plane, up for even k and down for odd k. For
+    an even ring that alternates (the S4 tetramer and S6 hexamer minima); for an odd ring two neighbours
+    (the last and the first) both point up, the up-up-down pattern of the cyclic trimer's minimum. The
+    optimisation of `siqml data` then finds the minimum nearby (the hexamer's O ring puckers).
     """
     if n < 3:
         raise SiqmlError(f"a water ring needs at least 3 molecules, got {n}")
@@ -235,7 +235,7 @@ def sample_water_pairs(rng: np.random.Generator, n: int, r_oh: tuple[float, floa
     from siqml_cli.data.generate import place_randomly, sample_water_dimer
 
     counts = pair_counts(n, fractions, clusters)
-    found = cluster_positions(clusters) if counts["clusters"] else []
+    found = cluster_positions(clusters) if clusters else []  # checked even when their share rounds to none
     hbonded = [sample_water_dimer(rng, r_oh, angle_deg, r_oo) for _ in range(counts["hbonded"])]
     drawn = [place_randomly(random_pair(rng, r_oh, angle_deg, random_r_oo, min_contact), rng)
              for _ in range(counts["random"])]
@@ -244,6 +244,5 @@ def sample_water_pairs(rng: np.random.Generator, n: int, r_oh: tuple[float, floa
 
 
 def pair_attrs(n: int, params: dict) -> dict:
-    """What a pair set records beside its parameters: the label kind and how many pairs of each kind."""
-    return {"label_kind": TWO_BODY, "pair_kinds": list(PAIR_KINDS),
-            "pair_counts": pair_counts(n, params.get("fractions"), params.get("clusters", ()))}
+    """What a sampled pair set records beside its parameters: how many pairs of each kind, in their order."""
+    return {"pair_counts": pair_counts(n, params.get("fractions"), params.get("clusters", ()))}

@@ -235,7 +235,8 @@ GENERATORS = {
                                normal_modes.sample_from, label_dft, normal_modes=True,
                                fragments=clusters.CLUSTER_LABELS, attrs={"extra_labels": clusters.SECOND_ORDER}),
     "water_pairs": Generator(PBE + "; labels " + clusters.TWO_BODY, clusters.sample_water_pairs, label_dft,
-                             whole_set=True, fragments=clusters.PAIR_LABELS, describe=clusters.pair_attrs),
+                             whole_set=True, fragments=clusters.PAIR_LABELS, describe=clusters.pair_attrs,
+                             attrs={"label_kind": clusters.TWO_BODY}),
 }
 
 
