@@ -455,6 +455,7 @@ def generate(molecule, n: int, seed: int, params: dict, out: str | Path, positio
     attrs = {"molecule": molecule.name, "level_of_theory": generator.level_of_theory, "sampler": sampler,
              "generator": {"n": int(n if positions is None else len(positions)), "seed": int(seed), **params},
              "seed": int(seed), "versions": package_versions(), **generator.attrs}
+    modes = None
     if positions is None:
         started = [partial, out.with_name(out.name + ".partial.h5"), *shard_files(out)]
         min_wavenumber = float(params.get("min_wavenumber", normal_modes.MIN_WAVENUMBER))
@@ -487,6 +488,8 @@ def generate(molecule, n: int, seed: int, params: dict, out: str | Path, positio
             data.energies[found], data.forces[found] = previous.energies[found], previous.forces[found]
             for name, values in previous.extras.items():
                 data.extras[name][found] = values[found]
+    if modes is not None and not partial.exists():  # the minimum and its modes at once, before hours of labelling:
+        write_hdf5(data, partial)  # a resumed run and the other shards draw around them instead of optimising again
     only = None if shard is None else np.arange(len(positions)) % shard[1] == shard[0]
     labelled = label_all(data, sampler, target, workers, molecule.name, only=only)
     for path in merged:
