@@ -257,6 +257,35 @@ def test_a_partial_pair_set_resumes_with_its_extra_labels(tmp_path):
         generate("water_pair", 3, 0, params, out)
 
 
+def test_a_cluster_set_resumes_with_its_modes_and_expansion_labels(tmp_path, siqml):
+    """`siqml data +molecule=water_trimer` given a partial file that holds the modes and every label (as an
+    interrupted run leaves it; here from springs between all atoms, so no quantum chemistry runs): the set
+    is drawn around those modes and written with its full and second-order labels."""
+    species, ring = water_ring(3)
+    hessian = np.zeros((27, 27))
+    for i, j in combinations(range(9), 2):
+        u = ring[j] - ring[i]
+        block = 5.0 * np.outer(u, u) / (u @ u)
+        for a, b, sign in ((i, i, 1), (j, j, 1), (i, j, -1), (j, i, -1)):
+            hessian[3 * a:3 * a + 3, 3 * b:3 * b + 3] += sign * block
+    params = molecules.shipped()["water_trimer"]["generate"]["params"]
+    modes = harmonic_modes(species, ring, hessian, min_wavenumber=params["min_wavenumber"])
+    drawn = sample("water_cluster", 3, 0, params, modes)
+    extras = {"mbe2_energies": np.full(3, -6226.0), "mbe2_forces": np.full((3, 9, 3), 0.5)}
+    out = tmp_path / "trimer.h5"
+    write_hdf5(Dataset(species, drawn, np.full(3, -6226.1), np.zeros((3, 9, 3)), modes.attrs, extras=extras),
+               f"{out}.partial.h5")
+    result = siqml("data", "+molecule=water_trimer", "n=3", f"out={out}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    full = read_dataset(out, "water_trimer")
+    np.testing.assert_array_equal(full.positions, drawn)
+    assert full.attrs["min_wavenumber"] == 20.0 and full.attrs["temperature"] == 300.0
+    assert full.attrs["extra_labels"].startswith("mbe2_energies, mbe2_forces: second-order many-body expansion")
+    mbe2 = read_dataset(out, "water_trimer", energy_key="mbe2_energies", forces_key="mbe2_forces")
+    np.testing.assert_array_equal(mbe2.forces, extras["mbe2_forces"])
+    assert not Path(f"{out}.partial.h5").exists()
+
+
 @pytest.mark.slow
 def test_two_body_label_is_the_dimer_minus_its_monomers(tmp_path):
     pair = sample("water_pairs", 4, 0, pair_params(clusters=[]))[[3]]  # a random pair: 3 PySCF calls
