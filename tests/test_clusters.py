@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from siqml_cli import molecules
-from siqml_cli.data import Dataset, read_dataset
+from siqml_cli.data import Dataset, read_dataset, write_dataset
 from siqml_cli.data.clusters import (
     RING_HOH,
     molecule_atoms,
@@ -236,6 +236,11 @@ def test_extra_labels_read_back_as_energies_and_forces(tmp_path):
     np.testing.assert_array_equal(mbe2.forces, extras["mbe2_forces"])
     with pytest.raises(SiqmlError, match="has no dataset 'mbe3_energies'; it holds energies, forces, mbe2_energies"):
         read_dataset(path, energy_key="mbe3_energies")
+    exported = tmp_path / "trimer.extxyz"
+    write_dataset(full, exported)
+    again = read_dataset(exported, "water_trimer", energy_key="mbe2_energies", forces_key="mbe2_forces")
+    np.testing.assert_allclose(again.energies, mbe2.energies, rtol=1e-15)
+    np.testing.assert_allclose(again.forces, mbe2.forces, atol=1e-8)  # ASE writes per-atom arrays to 8 decimals
 
 
 def test_a_partial_pair_set_resumes_with_its_extra_labels(tmp_path):

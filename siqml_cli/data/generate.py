@@ -280,6 +280,11 @@ def _single_threaded_worker() -> None:
     lib.num_threads(1)
 
 
+#: labels of a configuration from one calculation on all its atoms
+WHOLE = clusters.FragmentLabels(lambda species: [np.arange(len(species))],
+                                lambda species, results: (*results[0], {}), lambda species: {})
+
+
 def _label_one(task: tuple) -> tuple[int, int, tuple[float, np.ndarray]]:
     sampler, species, positions, index, part = task
     return index, part, GENERATORS[sampler].label(species, positions)
@@ -311,9 +316,7 @@ def label_all(data: Dataset, sampler: str, out: Path, workers: int = 1, descript
     partial = out.with_name(out.name + ".partial.h5")
     generator = GENERATORS[sampler]
     label = generator.label
-    whole = clusters.FragmentLabels(lambda species: [np.arange(len(species))],
-                                    lambda species, results: (*results[0], {}), lambda species: {})
-    fragments = generator.fragments or whole
+    fragments = generator.fragments or WHOLE
     parts = fragments.parts(data.species)
     wanted = np.ones(len(data), bool) if only is None else only
     todo = np.where(~is_labelled(data) & wanted)[0]

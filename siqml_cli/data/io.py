@@ -193,7 +193,9 @@ def read_dataset(path: str | os.PathLike, molecule: str | tuple[str, ...] | None
 
 
 def write_extxyz(data: Dataset, path: str | os.PathLike) -> None:
-    """Write the configurations, with energies and forces as an ASE single-point result when present."""
+    """Write the configurations, with energies and forces as an ASE single-point result when present, and each
+    extra label under its name: per atom (N, A, 3) as an array, otherwise in the configuration's info (so
+    `read_dataset(path, energy_key="mbe2_energies", forces_key="mbe2_forces")` reads them back as labels)."""
     import ase.io
     from ase import Atoms
     from ase.calculators.singlepoint import SinglePointCalculator
@@ -206,6 +208,11 @@ def write_extxyz(data: Dataset, path: str | os.PathLike) -> None:
             if data.forces is not None:
                 results["forces"] = data.forces[i]
             atoms.calc = SinglePointCalculator(atoms, **results)
+        for name, values in data.extras.items():
+            if values.shape[1:] == data.positions.shape[1:]:
+                atoms.new_array(name, values[i])
+            else:
+                atoms.info[name] = values[i].item() if values[i].ndim == 0 else values[i]
         frames.append(atoms)
     with atomic_path(path) as tmp:
         ase.io.write(tmp, frames, format="extxyz")
