@@ -182,15 +182,18 @@ class MoleculeConfig:
     species: list[str] = MISSING
     data: str | None = None      # its data set (.h5 or .extxyz)
     geometry: str | None = None  # start geometry `siqml data` optimises (xyz/extxyz), for a normal-mode sampler
-    model: str = "auto"          # `auto`, or a hand-made circuit of the paper: lih, h2o, water_dimer
+    model: str = "auto"          # `auto`, a hand-made circuit of the paper (lih, h2o, water_dimer), or `cluster`
     generate: GenerateConfig = field(default_factory=GenerateConfig)
 
     def __post_init__(self):
+        from siqml_cli.data.generate import GENERATORS
         from siqml_cli.models import BUILDERS
+        from siqml_cli.molecules import AUTO, CLUSTER
 
-        if self.model != "auto" and self.model not in BUILDERS:
-            raise SiqmlError(f"molecule.model must be auto or one of {', '.join(sorted(BUILDERS))}, got {self.model!r}")
-        if self.generate.sampler == "normal_modes" and not self.geometry and not self.data:
+        if self.model not in (AUTO, CLUSTER) and self.model not in BUILDERS:
+            raise SiqmlError(f"molecule.model must be {AUTO}, {CLUSTER} or one of {', '.join(sorted(BUILDERS))}, "
+                             f"got {self.model!r}")
+        if GENERATORS[self.generate.sampler].normal_modes and not self.geometry and not self.data:
             raise SiqmlError(f"molecule {self.name} needs molecule.geometry=<xyz file> (a start geometry) or "
                              "molecule.data=<data file>")
 
@@ -281,7 +284,8 @@ class OptimConfig:
 @dataclass
 class LabelKeys:
     """Where an extxyz file written by another tool keeps its labels (eV, eV/Å); None tries the usual
-    keys (`siqml_cli.data.io.ENERGY_KEYS`, `FORCES_KEYS`)."""
+    keys (`siqml_cli.data.io.ENERGY_KEYS`, `FORCES_KEYS`). For an HDF5 file: which of its datasets to read
+    as energies and forces (e.g. a water cluster's `mbe2_energies`, `mbe2_forces`); None reads `energies`, `forces`."""
 
     energy_key: str | None = None
     forces_key: str | None = None

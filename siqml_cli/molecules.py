@@ -25,6 +25,8 @@ from siqml_cli.paths import resolve_input
 AUTO = "auto"
 #: `+molecule=custom`: a molecule known only from its geometry or data file
 CUSTOM = "custom"
+#: a water cluster: data only; its force field is the many-body expansion of a monomer and a pair model
+CLUSTER = "cluster"
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,7 @@ class Molecule:
     species: tuple[str, ...]
     data: str | None
     geometry: str | None = None     # start geometry of `siqml data` (optimised before sampling)
-    model: str = AUTO               # AUTO or a hand-made model (models.BUILDERS)
+    model: str = AUTO               # AUTO, a hand-made model (models.BUILDERS) or CLUSTER
     sampler: str = "normal_modes"   # siqml_cli.data.generate.GENERATORS
 
     @property
@@ -66,6 +68,10 @@ class Molecule:
     def model_options(self, data=None) -> dict:
         """What `models.build_model` needs besides the model settings: for an automatic model, the atoms and
         the reference geometry (saved in a run's model.json, so a run rebuilds without the registry)."""
+        if self.model == CLUSTER:
+            raise SiqmlError(f"{self.name} is a water cluster: no model is trained on it as one molecule; train the "
+                             "monomer (+molecule=h2o) and the pair (+molecule=water_pair) with symmetry=full and "
+                             "combine them with `siqml md cluster.monomer=<run> cluster.pair=<run>`")
         if not self.is_auto:
             return {}
         reference = self.reference_geometry(data)

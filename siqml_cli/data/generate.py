@@ -20,7 +20,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 from tqdm.auto import tqdm
 
-from siqml_cli.data import normal_modes
+from siqml_cli.data import clusters, normal_modes
 from siqml_cli.data.io import read_hdf5, write_hdf5
 from siqml_cli.data.schema import Dataset
 from siqml_cli.errors import SiqmlError
@@ -213,6 +213,8 @@ class Generator:
     whole_set: bool = False  # `sample(rng, n, ...)` draws all n at once (a cut), not one per call
     attrs: dict = field(default_factory=dict)  # more provenance for the file's attributes
     normal_modes: bool = False  # `sample(modes, rng, ...)` draws around a minimum (`normal_modes.NormalModes`)
+    fragments: clusters.FragmentLabels | None = None  # labels assembled from `label` on parts, one task each
+    describe: Callable[[int, dict], dict] | None = None  # attributes that depend on n and the parameters
 
 
 PBE = "RKS PBE/def2-SVP (PySCF default grid, conv_tol 1e-10), analytic gradients"
@@ -229,6 +231,12 @@ GENERATORS = {
                                         "cut_axis": CUT_AXIS}),
     "normal_modes": Generator(PBE + "; configurations from the harmonic normal modes of the optimised geometry",
                               normal_modes.sample_from, label_dft, normal_modes=True),
+    "water_cluster": Generator(PBE + "; configurations from the harmonic normal modes of the optimised cluster",
+                               normal_modes.sample_from, label_dft, normal_modes=True,
+                               fragments=clusters.CLUSTER_LABELS, attrs={"extra_labels": clusters.SECOND_ORDER}),
+    "water_pairs": Generator(PBE + "; labels " + clusters.TWO_BODY, clusters.sample_water_pairs, label_dft,
+                             whole_set=True, fragments=clusters.PAIR_LABELS, describe=clusters.pair_attrs,
+                             attrs={"label_kind": clusters.TWO_BODY}),
 }
 
 
@@ -256,6 +264,7 @@ def sample(sampler: str, n: int, seed: int, params: dict, modes: normal_modes.No
         if modes is None:
             raise SiqmlError("the normal-mode sampler needs the molecule's modes; generate its data set first "
                              "with `siqml data`")
+        params = {k: v for k, v in params.items() if k not in normal_modes.REFERENCE_PARAMS}
         return np.stack([generator.sample(modes, rng, **params) for _ in range(n)])
     return np.stack([generator.sample(rng, **params) for _ in range(n)])
 
@@ -271,9 +280,22 @@ def _single_threaded_worker() -> None:
     lib.num_threads(1)
 
 
-def _label_one(task: tuple) -> tuple[int, tuple[float, np.ndarray]]:
-    sampler, species, positions, index = task
-    return index, GENERATORS[sampler].label(species, positions)
+#: labels of a configuration from one calculation on all its atoms
+WHOLE = clusters.FragmentLabels(lambda species: [np.arange(len(species))],
+                                lambda species, results: (*results[0], {}), lambda species: {})
+
+
+def _label_one(task: tuple) -> tuple[int, int, tuple[float, np.ndarray]]:
+    sampler, species, positions, index, part = task
+    return index, part, GENERATORS[sampler].label(species, positions)
+
+
+def is_labelled(data: Dataset) -> np.ndarray:
+    """Which configurations have all their labels: energy, forces and every extra label."""
+    done = np.isfinite(data.energies) & np.isfinite(data.forces).all(axis=(1, 2))
+    for values in data.extras.values():
+        done &= np.isfinite(values.reshape(len(data), -1)).all(axis=1)
+    return done
 
 
 def default_workers() -> int:
@@ -282,16 +304,24 @@ def default_workers() -> int:
 
 def label_all(data: Dataset, sampler: str, out: Path, workers: int = 1, description: str = "",
               only: np.ndarray | None = None) -> Dataset:
-    """Fill in energies and forces where missing (NaN) -- of the configurations `only` (a boolean mask) if given --
-    `workers` processes at once, checkpointing to `<out>.partial.h5`; on Ctrl-C (or SIGTERM) the labels so far are
-    saved there before the interruption goes on, with what was kept."""
+    """Fill in energies, forces and extra labels where missing (NaN) -- of the configurations `only` (a boolean
+    mask) if given -- `workers` processes at once, checkpointing to `<out>.partial.h5`; on Ctrl-C (or SIGTERM) the
+    labels so far are saved there before the interruption goes on, with what was kept.
+
+    A sampler with `fragments` labels each part of a configuration as its own task (a cluster's monomers and
+    pairs run in parallel); a configuration is stored once all its parts are done, so an interruption loses
+    only the parts of configurations in progress."""
     from siqml_cli import interrupts
 
     partial = out.with_name(out.name + ".partial.h5")
-    label = GENERATORS[sampler].label
+    generator = GENERATORS[sampler]
+    label = generator.label
+    fragments = generator.fragments or WHOLE
+    parts = fragments.parts(data.species)
     wanted = np.ones(len(data), bool) if only is None else only
-    todo = np.where(~np.isfinite(data.energies) & wanted)[0]
+    todo = np.where(~is_labelled(data) & wanted)[0]
     last_save = time.monotonic()
+    done_parts: dict[int, dict[int, tuple[float, np.ndarray]]] = {}
 
     def kept() -> str:  # saved on the way out, and if the process must be ended from the watchdog
         return (f"{save_labelled(data, partial)} of {len(data)} configurations labelled, kept in {partial}; run the "
@@ -303,23 +333,34 @@ def label_all(data: Dataset, sampler: str, out: Path, workers: int = 1, descript
             write_hdf5(data, partial)
             last_save = time.monotonic()
 
+    def finish(i: int, part: int, result: tuple[float, np.ndarray]) -> None:
+        """Keep one part's label; once a configuration has all its parts, store its labels."""
+        done = done_parts.setdefault(i, {})
+        done[part] = result
+        if len(done) < len(parts):
+            return
+        del done_parts[i]
+        energy, forces, extras = fragments.combine(data.species, [done[k] for k in range(len(parts))])
+        for name, value in extras.items():
+            data.extras[name][i] = value
+        data.energies[i], data.forces[i] = energy, forces
+        bar.update()
+        checkpoint()
+
     forget = interrupts.on_interrupt(kept)
     bar = tqdm(total=int(wanted.sum()), initial=int(wanted.sum()) - len(todo),
                desc=f"labelling {description or sampler}", unit="conf")
+    tasks = ((sampler, tuple(data.species[a] for a in atoms), data.positions[i][atoms], int(i), k)
+             for i in todo for k, atoms in enumerate(parts))
     try:
-        if workers <= 1 or len(todo) <= 1:
-            for i in todo:
-                data.energies[i], data.forces[i] = label(data.species, data.positions[i])
-                bar.update()
-                checkpoint()
+        if workers <= 1 or len(todo) * len(parts) <= 1:
+            for _, species, positions, i, k in tasks:
+                finish(i, k, label(species, positions))
         else:  # a fresh interpreter per worker (forkserver): the parent may hold JAX's threads, which fork can hang
             pool = multiprocessing.get_context("forkserver").Pool(workers, initializer=_single_threaded_worker)
             try:
-                tasks = ((sampler, data.species, data.positions[i], int(i)) for i in todo)
-                for i, (energy, forces) in pool.imap_unordered(_label_one, tasks):
-                    data.energies[i], data.forces[i] = energy, forces
-                    bar.update()
-                    checkpoint()
+                for i, k, result in pool.imap_unordered(_label_one, tasks):
+                    finish(i, k, result)
                 pool.close()
             finally:
                 pool.terminate()  # on an interruption or an error: the workers stop now, not after their point
@@ -335,10 +376,11 @@ def label_all(data: Dataset, sampler: str, out: Path, workers: int = 1, descript
 
 
 def save_labelled(data: Dataset, partial: Path) -> int:
-    """Write the configurations labelled so far (energy and forces both) to `partial`; returns how many."""
-    energies, forces = data.energies.copy(), data.forces.copy()
-    energies[~np.isfinite(forces).all(axis=(1, 2))] = np.nan  # stopped between the two: label it again
-    write_hdf5(Dataset(data.species, data.positions, energies, forces, data.attrs, data.source), partial)
+    """Write the configurations labelled so far (all their labels) to `partial`; returns how many."""
+    energies = data.energies.copy()
+    energies[~is_labelled(data)] = np.nan  # stopped between two labels of one configuration: label it again
+    write_hdf5(Dataset(data.species, data.positions, energies, data.forces, data.attrs, data.source, data.extras),
+               partial)
     return int(np.isfinite(energies).sum())
 
 
@@ -365,9 +407,11 @@ def shard_files(out: Path) -> list[Path]:
     return sorted(out.parent.glob(f"{out.stem}.shard-*-of-*{out.suffix}"))
 
 
-def reference_modes(molecule, started: list[Path]) -> normal_modes.NormalModes:
+def reference_modes(molecule, started: list[Path],
+                    min_wavenumber: float = normal_modes.MIN_WAVENUMBER) -> normal_modes.NormalModes:
     """The normal modes a data set of `molecule` is drawn around: those an interrupted run or a shard already
-    used (kept in the files `started`), else computed from its start geometry (optimised first)."""
+    used (kept in the files `started`), else computed from its start geometry (optimised first; no mode
+    below `min_wavenumber` cm^-1)."""
     from siqml_cli.paths import resolve_input
 
     for path in started:
@@ -384,7 +428,7 @@ def reference_modes(molecule, started: list[Path]) -> normal_modes.NormalModes:
     check_basis(species)
     print(f"{molecule.name}: optimising {molecule.geometry} and computing its normal modes "
           f"(PBE/{DFT_SETTINGS['basis']})", flush=True)
-    modes = normal_modes.prepare(species, start)
+    modes = normal_modes.prepare(species, start, min_wavenumber)
     print(f"{molecule.name}: minimum at {modes.energy:.5f} eV, harmonic frequencies "
           f"{', '.join(f'{w:.0f}' for w in modes.wavenumbers)} cm^-1", flush=True)
     return modes
@@ -414,17 +458,24 @@ def generate(molecule, n: int, seed: int, params: dict, out: str | Path, positio
     attrs = {"molecule": molecule.name, "level_of_theory": generator.level_of_theory, "sampler": sampler,
              "generator": {"n": int(n if positions is None else len(positions)), "seed": int(seed), **params},
              "seed": int(seed), "versions": package_versions(), **generator.attrs}
+    modes = None
     if positions is None:
         started = [partial, out.with_name(out.name + ".partial.h5"), *shard_files(out)]
-        modes = reference_modes(molecule, started) if generator.normal_modes else None
+        min_wavenumber = float(params.get("min_wavenumber", normal_modes.MIN_WAVENUMBER))
+        modes = reference_modes(molecule, started, min_wavenumber) if generator.normal_modes else None
         positions = sample(sampler, n, seed, params, modes)
         if modes is not None:
             from siqml_cli.models.graph import bond_graph
 
             attrs.update(modes.attrs, temperature=float(params.get("temperature", np.nan)),
+                         min_wavenumber=min_wavenumber,
                          bonds=[list(e) for e in bond_graph(species, modes.minimum).edges])
+        if generator.describe is not None:
+            attrs.update(generator.describe(len(positions), params))
+    extras = {} if generator.fragments is None else {
+        name: np.full((len(positions), *shape), np.nan) for name, shape in generator.fragments.extras(species).items()}
     data = Dataset(species, positions, np.full(len(positions), np.nan), np.full(positions.shape, np.nan),
-                   attrs, str(out))
+                   attrs, str(out), extras)
     merged = shard_files(out) if shard is None else []
     for previous_path in [partial, *merged]:
         if previous_path.exists():
@@ -432,8 +483,16 @@ def generate(molecule, n: int, seed: int, params: dict, out: str | Path, positio
             if previous.positions.shape != positions.shape or not np.allclose(previous.positions, positions, atol=0):
                 raise SiqmlError(f"{previous_path} was started with other settings; delete it or rerun with the same "
                                  "seed and parameters to resume")
-            found = np.isfinite(previous.energies) & np.isfinite(previous.forces).all(axis=(1, 2))
+            if set(previous.extras) != set(data.extras):
+                kept, made = (", ".join(sorted(e)) or "none" for e in (previous.extras, data.extras))
+                raise SiqmlError(f"{previous_path} holds the extra labels {kept}, this sampler makes {made}; delete "
+                                 "it or rerun with the same sampler to resume")
+            found = is_labelled(previous)
             data.energies[found], data.forces[found] = previous.energies[found], previous.forces[found]
+            for name, values in previous.extras.items():
+                data.extras[name][found] = values[found]
+    if modes is not None and not partial.exists():  # the minimum and its modes at once, before hours of labelling:
+        write_hdf5(data, partial)  # a resumed run and the other shards draw around them instead of optimising again
     only = None if shard is None else np.arange(len(positions)) % shard[1] == shard[0]
     labelled = label_all(data, sampler, target, workers, molecule.name, only=only)
     for path in merged:

@@ -69,23 +69,37 @@ def write_hdf5(data: Dataset, path: str | os.PathLike) -> None:
             f.create_dataset("energies", data=data.energies)
         if data.forces is not None:
             f.create_dataset("forces", data=data.forces)
+        for name, values in data.extras.items():
+            f.create_dataset(name, data=values)
         f.attrs["species"] = json.dumps(list(data.species))
         f.attrs["units"] = json.dumps(UNITS)
         for key, value in data.attrs.items():
             f.attrs[key] = _attr_value(value)
 
 
-def read_hdf5(path: Path) -> Dataset:
+#: The datasets of a siqml HDF5 file every set has; any other dataset is a further label (`Dataset.extras`)
+HDF5_MAIN = ("positions", "energies", "forces")
+
+
+def read_hdf5(path: Path, energy_key: str | None = None, forces_key: str | None = None) -> Dataset:
+    """Read a file written by `write_hdf5`; `energy_key` / `forces_key` name another of its datasets to use as
+    the energies / forces (e.g. a cluster's `mbe2_energies` and `mbe2_forces`)."""
     try:
         with h5py.File(path, "r") as f:
             if "positions" not in f or "species" not in f.attrs:
                 raise SiqmlError(f"{path}: not a siqml data file (needs a 'positions' dataset and a "
                                  "'species' attribute); create one with `siqml data`")
+            for key in (energy_key, forces_key):
+                if key is not None and key not in f:
+                    raise SiqmlError(f"{path}: has no dataset '{key}'; it holds {', '.join(sorted(f))}; set "
+                                     "data.energy_key / data.forces_key to one of them")
             attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
             species = json.loads(attrs.pop("species"))
             attrs.pop("units", None)
             get = lambda name: f[name][()] if name in f else None  # noqa: E731
-            return Dataset(species, f["positions"][()], get("energies"), get("forces"), attrs, str(path))
+            extras = {name: f[name][()] for name in f if name not in HDF5_MAIN}
+            return Dataset(species, f["positions"][()], get(energy_key or "energies"), get(forces_key or "forces"),
+                           attrs, str(path), extras)
     except OSError as exc:
         raise SiqmlError(f"{path}: cannot be read as HDF5 ({exc}); check the file or regenerate it") from None
 
@@ -159,7 +173,8 @@ def read_dataset(path: str | os.PathLike, molecule: str | tuple[str, ...] | None
     """Read an HDF5 or extxyz file and check it (against `molecule` when given).
 
     `energy_key` and `forces_key` name the labels of an extxyz file written by another tool (see
-    `read_extxyz`); an HDF5 file has its own fixed layout, so they do not apply to it.
+    `read_extxyz`), or the datasets of an HDF5 file to read as energies and forces instead of `energies` and
+    `forces` (see `read_hdf5`).
     """
     path = Path(path)
     if path.is_dir():
@@ -169,7 +184,7 @@ def read_dataset(path: str | os.PathLike, molecule: str | tuple[str, ...] | None
                          "or create it with `siqml data +molecule=...`")
     suffix = path.suffix.lower()
     if suffix in HDF5_SUFFIXES:
-        data = read_hdf5(path)
+        data = read_hdf5(path, energy_key, forces_key)
     elif suffix in EXTXYZ_SUFFIXES:
         data = read_extxyz(path, energy_key, forces_key)
     else:
@@ -178,7 +193,9 @@ def read_dataset(path: str | os.PathLike, molecule: str | tuple[str, ...] | None
 
 
 def write_extxyz(data: Dataset, path: str | os.PathLike) -> None:
-    """Write the configurations, with energies and forces as an ASE single-point result when present."""
+    """Write the configurations, with energies and forces as an ASE single-point result when present, and each
+    extra label under its name: per atom (N, A, 3) as an array, otherwise in the configuration's info (so
+    `read_dataset(path, energy_key="mbe2_energies", forces_key="mbe2_forces")` reads them back as labels)."""
     import ase.io
     from ase import Atoms
     from ase.calculators.singlepoint import SinglePointCalculator
@@ -191,6 +208,11 @@ def write_extxyz(data: Dataset, path: str | os.PathLike) -> None:
             if data.forces is not None:
                 results["forces"] = data.forces[i]
             atoms.calc = SinglePointCalculator(atoms, **results)
+        for name, values in data.extras.items():
+            if values.shape[1:] == data.positions.shape[1:]:
+                atoms.new_array(name, values[i])
+            else:
+                atoms.info[name] = values[i].item() if values[i].ndim == 0 else values[i]
         frames.append(atoms)
     with atomic_path(path) as tmp:
         ase.io.write(tmp, frames, format="extxyz")

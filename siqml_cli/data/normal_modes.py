@@ -6,7 +6,9 @@ The sampler is pinned down so that configurations drawn later the same way share
 2. the Hessian there comes from PySCF's analytic second derivatives; it is mass-weighted and the
    translations and rotations are projected out, leaving 3A - 6 modes (3A - 5 for a linear molecule)
    with eigenvalues omega_i^2 in eV / (Angstrom^2 amu) and orthonormal mass-weighted vectors e_i;
-   a mode below `MIN_WAVENUMBER` (or imaginary) means the geometry is not a minimum: an error;
+   a mode below `min_wavenumber` (default `MIN_WAVENUMBER`; or imaginary) means the geometry is not a
+   minimum: an error (a water cluster's soft intermolecular modes need a lower threshold, its sampler
+   parameter `min_wavenumber`);
 3. each configuration: q_i ~ N(0, k_B T / omega_i^2) for every mode, displacement
    dx = M^(-1/2) sum_i q_i e_i, then a uniformly random rotation about the centroid and a
    translation uniform in [-2, 2]^3 Angstrom; a configuration with two atoms closer than
@@ -31,8 +33,11 @@ from siqml_cli.errors import SiqmlError
 BOLTZMANN_EV = units.kB
 #: Angstrom: closer atoms make the configuration be drawn again
 MIN_DISTANCE = 0.7
-#: cm^-1: a softer (or imaginary) mode means the optimised geometry is no minimum
+#: cm^-1: a softer (or imaginary) mode means the optimised geometry is no minimum (the default of the
+#: sampler parameter `min_wavenumber`)
 MIN_WAVENUMBER = 50.0
+#: sampler parameters that shape the reference (the minimum and its modes), not the draw from it
+REFERENCE_PARAMS = ("min_wavenumber",)
 #: eV/Angstrom: the largest force component left at the optimised geometry
 FMAX = 5e-4
 #: Angstrom: atoms closer than this in a given geometry are an input error, not a molecule
@@ -173,8 +178,10 @@ def rigid_motions(positions: np.ndarray, masses: np.ndarray) -> np.ndarray:
     return u[:, s > 1e-6 * s.max()].T
 
 
-def harmonic_modes(species, minimum: np.ndarray, hessian: np.ndarray, energy: float = float("nan")) -> NormalModes:
-    """The vibrational modes of `hessian` (3A, 3A, eV/Angstrom^2) at `minimum`, rigid motions projected out."""
+def harmonic_modes(species, minimum: np.ndarray, hessian: np.ndarray, energy: float = float("nan"),
+                   min_wavenumber: float = MIN_WAVENUMBER) -> NormalModes:
+    """The vibrational modes of `hessian` (3A, 3A, eV/Angstrom^2) at `minimum`, rigid motions projected out;
+    a mode below `min_wavenumber` (cm^-1) is an error."""
     from ase.data import atomic_masses, atomic_numbers
 
     masses = np.array([atomic_masses[atomic_numbers[s]] for s in species])
@@ -189,18 +196,20 @@ def harmonic_modes(species, minimum: np.ndarray, hessian: np.ndarray, energy: fl
     keep = keep[np.argsort(values[keep])]
     values, vectors = values[keep], vectors[:, keep]
     wavenumbers = np.sign(values) * np.sqrt(np.abs(values)) * WAVENUMBER_PER_SQRT_EIGENVALUE
-    if wavenumbers.min() < MIN_WAVENUMBER:
+    if not min_wavenumber > 0:
+        raise SiqmlError(f"min_wavenumber must be a positive number of cm^-1, got {min_wavenumber!r}")
+    if wavenumbers.min() < min_wavenumber:
         raise SiqmlError(f"the optimised geometry has a mode at {wavenumbers.min():.0f} cm^-1 (imaginary if negative), "
-                         f"below {MIN_WAVENUMBER:.0f}: it is not a minimum with well-defined vibrations; start from "
-                         "another geometry")
+                         f"below min_wavenumber = {min_wavenumber:g}: it is not a minimum with well-defined "
+                         "vibrations; start from another geometry (or lower the sampler's min_wavenumber)")
     return NormalModes(tuple(species), np.asarray(minimum, float), float(energy), masses, values,
                        vectors.T.reshape(-1, len(species), 3))
 
 
-def prepare(species, start: np.ndarray) -> NormalModes:
+def prepare(species, start: np.ndarray, min_wavenumber: float = MIN_WAVENUMBER) -> NormalModes:
     """Optimise `start` and compute its normal modes: the reference of a normal-mode data set."""
     minimum, energy = optimise(species, start)
-    return harmonic_modes(species, minimum, analytic_hessian(species, minimum), energy)
+    return harmonic_modes(species, minimum, analytic_hessian(species, minimum), energy, min_wavenumber)
 
 
 def sample_from(modes: NormalModes, rng: np.random.Generator, temperature: float, shift: float = 2.0) -> np.ndarray:

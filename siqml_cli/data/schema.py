@@ -14,7 +14,8 @@ UNITS = {"positions": "Angstrom", "energies": "eV", "forces": "eV/Angstrom"}
 
 @dataclass
 class Dataset:
-    """Positions (N, A, 3) in Å, energies (N,) in eV, forces (N, A, 3) in eV/Å."""
+    """Positions (N, A, 3) in Å, energies (N,) in eV, forces (N, A, 3) in eV/Å; `extras` holds further labels
+    of the same configurations by name (first axis N, e.g. a water cluster's `mbe2_energies`), in the same units."""
 
     species: tuple[str, ...]
     positions: np.ndarray
@@ -22,6 +23,7 @@ class Dataset:
     forces: np.ndarray | None = None
     attrs: dict = field(default_factory=dict)
     source: str = "<memory>"
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.species = tuple(str(s) for s in self.species)
@@ -30,6 +32,7 @@ class Dataset:
             self.energies = np.asarray(self.energies, dtype=np.float64)
         if self.forces is not None:
             self.forces = np.asarray(self.forces, dtype=np.float64)
+        self.extras = {k: np.asarray(v, dtype=np.float64) for k, v in self.extras.items()}
 
     def __len__(self) -> int:
         return int(self.positions.shape[0])
@@ -41,7 +44,7 @@ class Dataset:
     def subset(self, index: np.ndarray) -> Dataset:
         pick = lambda a: None if a is None else a[index]  # noqa: E731
         return Dataset(self.species, self.positions[index], pick(self.energies), pick(self.forces),
-                       dict(self.attrs), self.source)
+                       dict(self.attrs), self.source, {k: v[index] for k, v in self.extras.items()})
 
     def check(self, molecule: str | tuple[str, ...] | None = None) -> Dataset:
         """Raise a SiqmlError naming the file and the problem if this data cannot be used; `molecule` (a
@@ -70,6 +73,10 @@ class Dataset:
             if not np.all(np.isfinite(values)):
                 first = int(np.where(~np.isfinite(values.reshape(len(self), -1)).all(axis=1))[0][0])
                 raise SiqmlError(f"{where}: configuration {first} has NaN or infinite {name}; remove or fix it")
+        for name, values in self.extras.items():
+            if values.shape[:1] != (len(self),):
+                raise SiqmlError(f"{where}: {name} has shape {values.shape}, expected one entry per configuration "
+                                 f"({len(self)})")
         if self.forces is not None and self.energies is None:
             raise SiqmlError(f"{where}: has forces but no energies")
         return self

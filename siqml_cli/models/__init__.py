@@ -18,7 +18,8 @@ from siqml_cli.models.spec import Coupling, Encoding, ModelSpec
 #: the paper's hand-made circuits, by model name (a molecule's `molecule.model`)
 BUILDERS = {"lih": lih.build, "h2o": h2o.build, "water_dimer": water_dimer.build}
 #: molecules whose entry names a hand-made model other than their own name
-HAND_MADE_MODEL = {"water_dimer_cut": "water_dimer"}  # the paper's 1D cut is learned by the dimer's model
+#: (the paper's 1D cut, and the two-body energies of water pairs, are learned by the dimer's model)
+HAND_MADE_MODEL = {"water_dimer_cut": "water_dimer", "water_pair": "water_dimer"}
 
 #: Symmetry settings each molecule supports. `full`: the molecule's whole group; `broken`: full
 #: plus the trainable SB(eps) layer; `rotation`: rotations only, no weight sharing between
