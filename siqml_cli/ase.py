@@ -137,10 +137,11 @@ class WaterClusterCalculator(SIQMLCalculator):
 
     def check_atoms(self, atoms) -> None:
         """Refuse atoms that are not whole water molecules in O, H, H order, or a periodic cell."""
-        from siqml_cli.cluster import check_molecules, count_waters
+        from siqml_cli.cluster import check_molecules
+        from siqml_cli.data.clusters import water_count
 
         try:
-            count_waters(atoms.get_chemical_symbols())
+            water_count(atoms.get_chemical_symbols(), "the cluster")
             check_molecules(atoms.get_positions()[None])
         except SiqmlError as exc:
             raise AtomsMismatch(str(exc)) from None

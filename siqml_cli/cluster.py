@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from siqml_cli.data.clusters import TWO_BODY, WATER
 from siqml_cli.errors import SiqmlError
 from siqml_cli.forcefield import ForceField
 from siqml_cli.models import ModelSpec
@@ -39,7 +40,6 @@ from siqml_cli.precision import double_precision
 from siqml_cli.prediction import Prediction
 from siqml_cli.simulate.statevector import in_micro_batches
 
-WATER = ("O", "H", "H")
 PAIR = WATER + WATER
 #: Å: an H farther than this from its own O means the atoms are not whole molecules in O, H, H order
 MAX_OH = 1.6
@@ -48,16 +48,6 @@ PAIR_BUCKET = 16
 #: the atoms of a padding pair: two distinct atoms as its "oxygens" keep every derivative finite (a zero
 #: O-O distance would give NaN, and NaN times the zero weight of a dropped pair is still NaN)
 PADDING = np.array([0, 1, 2, 1, 2, 0])
-
-
-def count_waters(species) -> int:
-    """The number of molecules of a cluster given as O, H, H, O, H, H, ...; anything else is refused."""
-    species = tuple(str(s) for s in species)
-    if not species or len(species) % 3 or species != WATER * (len(species) // 3):
-        shown = "-".join(species[:9]) + ("-..." if len(species) > 9 else "")
-        raise SiqmlError(f"the cluster's atoms are {shown or 'none'}, not whole water molecules in O, H, H order; "
-                         "list each molecule as its O and then its two H")
-    return len(species) // 3
 
 
 def check_molecules(positions: np.ndarray) -> None:
@@ -270,8 +260,7 @@ def load_cluster(monomer: str | Path, pair: str | Path, switch: Switch = Switch(
     if levels["monomer"] != levels["pair"]:
         raise SiqmlError(f"the monomer run {monomer} was trained on {levels['monomer']} labels, the pair run {pair} on "
                          f"{levels['pair']}; train both on data of one level of theory")
-    labels = str(attrs["pair"].get("labels", ""))
-    if not labels.startswith("two-body"):
-        raise SiqmlError(f"the pair run {pair} was not trained on two-body energies E(ij) - E(i) - E(j) (its data has "
-                         f"{labels or 'total energies'}); train it on +molecule=water_pair")
+    if attrs["pair"].get("label_kind") != TWO_BODY:
+        raise SiqmlError(f"the pair run {pair} was not trained on two-body energies E(ij) - E(i) - E(j) but on total "
+                         "energies; train it on +molecule=water_pair")
     return ClusterForceField(forcefields["monomer"], forcefields["pair"], switch)

@@ -12,9 +12,9 @@ from siqml_cli.cluster import (
     Switch,
     check_molecules,
     cluster_broken,
-    count_waters,
     pairs_within,
 )
+from siqml_cli.data.clusters import water_count
 from siqml_cli.data.generate import water_monomer
 from siqml_cli.domain import Domain
 from siqml_cli.errors import SiqmlError
@@ -163,13 +163,13 @@ def test_a_pair_closer_than_the_pair_model_saw_is_flagged_and_named(cluster, mon
 
 
 @pytest.mark.parametrize("species, message", [
-    (("O", "H", "H", "H", "O", "H"), "not whole water molecules in O, H, H order"),
+    (("O", "H", "H", "H", "O", "H"), "O-H-H-H-O-H: not whole water molecules in O, H, H order"),
     (("O", "H"), "not whole water molecules"),
-    ((), "none, not whole water molecules"),
+    ((), "not whole water molecules"),
 ])
 def test_atoms_that_are_not_whole_waters_are_refused(species, message):
     with pytest.raises(SiqmlError, match=message):
-        count_waters(species)
+        water_count(species)
 
 
 def test_an_h_far_from_its_own_o_is_refused():
