@@ -255,6 +255,8 @@ def load_cluster(monomer: str | Path, pair: str | Path, switch: Switch = Switch(
 
     runs = {"monomer": RunFolder(monomer), "pair": RunFolder(pair)}
     forcefields = {role: run.load_forcefield(**kwargs) for role, run in runs.items()}
+    _check_model(forcefields["monomer"], "monomer", WATER)  # what the models are first, then what they learned
+    _check_model(forcefields["pair"], "pair", PAIR)
     attrs = {role: run.dataset().attrs for role, run in runs.items()}
     levels = {role: a.get("level_of_theory") or "an unknown level of theory" for role, a in attrs.items()}
     if levels["monomer"] != levels["pair"]:

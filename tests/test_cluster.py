@@ -3,10 +3,17 @@ invariant, its forces are its gradient, the switch is smooth, and bad input is r
 
 from __future__ import annotations
 
+import json
+import re
+
 import numpy as np
 import pytest
+from ase import Atoms
+from ase.io import read
+from hydra import compose, initialize_config_module
 from scipy.spatial.transform import Rotation
 
+from siqml_cli.ase import AtomsMismatch, WaterClusterCalculator
 from siqml_cli.cluster import (
     ClusterForceField,
     Switch,
@@ -14,12 +21,16 @@ from siqml_cli.cluster import (
     cluster_broken,
     pairs_within,
 )
-from siqml_cli.data.clusters import water_count
+from siqml_cli.data import Dataset, read_dataset
+from siqml_cli.data.clusters import TWO_BODY, water_count
 from siqml_cli.data.generate import water_monomer
+from siqml_cli.data.io import write_hdf5
 from siqml_cli.domain import Domain
 from siqml_cli.errors import SiqmlError
 from siqml_cli.forcefield import ForceField, LabelScaler
 from siqml_cli.models import build_model
+from siqml_cli.paths import CONFIG_PACKAGE, resolve_input
+from siqml_cli.train.run import train_run
 
 SWITCH = Switch(4.8, 6.0)  # short, so that the test clusters have pairs inside, across and beyond it
 
@@ -209,3 +220,71 @@ def test_bad_switch_and_broken_clusters_are_named():
     stretched = x.copy()
     stretched[4] += 2.0 * (stretched[4] - stretched[3])
     assert cluster_broken(stretched, 7.0).startswith("molecule 1 broke")
+
+
+# --------------------------------------------------------------------------- two trained runs, end to end
+
+
+def stand_in_pair_data(path, level_of_theory: str, label_kind: str | None = TWO_BODY):
+    """40 shipped dimer configurations as a pair set. Its labels are stand-ins (the dimer energies less their mean,
+    the dimer forces), enough to train a run whose mechanics are under test here; the real two-body set is made
+    by `siqml data +molecule=water_pair`."""
+    dimer = read_dataset(resolve_input("data/water_dimer.h5")).subset(np.arange(40))
+    attrs = {"level_of_theory": level_of_theory, "molecule": "water_pair"}
+    if label_kind:
+        attrs["label_kind"] = label_kind
+    write_hdf5(Dataset(dimer.species, dimer.positions, dimer.energies - dimer.energies.mean(), dimer.forces, attrs),
+               path)
+    return path
+
+
+def trained(folder, *overrides):
+    with initialize_config_module(config_module=CONFIG_PACKAGE, version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["train.steps=5", "train.batch_size=8", *overrides])
+    train_run(cfg, folder, progress=False)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cluster")
+    level = read_dataset(resolve_input("data/h2o.h5")).attrs["level_of_theory"]
+    pair_data = stand_in_pair_data(root / "pairs.h5", level)
+    return {"monomer": trained(root / "h2o", "+molecule=h2o", "symmetry=full", "loss=energy_force"),
+            "pair": trained(root / "pair", "+molecule=water_pair", f"molecule.data={pair_data}", "model.layers=1"),
+            "root": root}
+
+
+@pytest.mark.slow
+def test_md_of_a_water_trimer_from_two_runs(runs, siqml, tmp_path, repo):
+    out = tmp_path / "md"
+    result = siqml("md", f"cluster.monomer={runs['monomer']}", f"cluster.pair={runs['pair']}",
+                   f"cluster.geometry={repo / 'data/water_trimer.xyz'}", "md.steps=20", "md.write_every=5",
+                   "md.temperature=100", f"out={out}")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((out / "md.json").read_text())
+    assert summary["status"] == "complete" and summary["steps_done"] == 20
+    assert summary["cluster"]["molecules"] == 3 and summary["cluster"]["pair"] == str(runs["pair"])
+    assert 0.8 < summary["oh_bond_min_A"] <= summary["oh_bond_max_A"] < 1.3
+    assert 2.5 < summary["largest_nearest_oo_A"] < 3.2
+    assert len(read(out / "md.extxyz", index=":")) == 5
+
+
+@pytest.mark.slow
+def test_runs_that_do_not_fit_together_are_refused(runs, siqml, repo):
+    root = runs["root"]
+    level = read_dataset(resolve_input("data/h2o.h5")).attrs["level_of_theory"]
+    other_level = trained(root / "pair_other_level", "+molecule=water_pair", "model.layers=1",
+                          f"molecule.data={stand_in_pair_data(root / 'other.h5', 'RKS B3LYP/def2-SVP')}")
+    total = trained(root / "pair_total", "+molecule=water_pair", "model.layers=1",
+                    f"molecule.data={stand_in_pair_data(root / 'total.h5', level, label_kind=None)}")
+    geometry = f"cluster.geometry={repo / 'data/water_trimer.xyz'}"
+    for pair, message in ((other_level, "trained on RKS PBE.* labels, the pair run .* on RKS B3LYP/def2-SVP; "
+                                        "train both on data of one level of theory"),
+                          (total, "not trained on two-body energies"),
+                          (runs["monomer"], "the pair model is of O-H-H, but a water cluster needs a pair model")):
+        result = siqml("md", f"cluster.monomer={runs['monomer']}", f"cluster.pair={pair}", geometry)
+        assert result.returncode != 0 and "Traceback" not in result.stderr
+        assert re.search(message, result.stderr.strip().splitlines()[-1]), result.stderr
+    with pytest.raises(AtomsMismatch, match="not whole water molecules"):
+        WaterClusterCalculator(runs["monomer"], runs["pair"]).check_atoms(Atoms("OHHH"))
