@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from omegaconf import DictConfig
 
     from siqml_cli.forcefield import ForceField
-    from siqml_cli.models import GenericSpec, ModelSpec
+    from siqml_cli.models import GenericSpec, ModelSpec, TwinSpec
     from siqml_cli.prediction import Prediction
 
 __all__ = ["TrainedRun", "build_model", "load_run", "train"]
@@ -58,7 +58,7 @@ class TrainedRun(RunFolder):
         return self._forcefield
 
     @property
-    def spec(self) -> ModelSpec | GenericSpec:
+    def spec(self) -> ModelSpec | GenericSpec | TwinSpec:
         """The trained model's description (its circuit: `spec.to_qiskit()`)."""
         return self.forcefield.spec
 
@@ -97,7 +97,7 @@ def load_run(path: str | Path) -> TrainedRun:
 
 
 def build_model(molecule: str | Atoms, symmetry: str = "full", layers: int | None = None,
-                blocks: int | None = None, **options: Any) -> ModelSpec | GenericSpec:
+                blocks: int | None = None, **options: Any) -> ModelSpec | GenericSpec | TwinSpec:
     """A model's description, as training would build it; `spec.to_qiskit()` gives its parameterised
     circuit and observable (qiskit's `qpy.dump` and `qasm3.dumps` save them).
 
@@ -112,9 +112,9 @@ def build_model(molecule: str | Atoms, symmetry: str = "full", layers: int | Non
 
     from siqml_cli.config import ModelConfig
     from siqml_cli.models import build_model as build
-    from siqml_cli.models.generic import FITTED
+    from siqml_cli.models import generic, twin
 
-    known = {f.name for f in fields(ModelConfig)} - {"layers", "blocks"} | set(FITTED)
+    known = {f.name for f in fields(ModelConfig)} - {"layers", "blocks"} | set(generic.FITTED) | set(twin.FITTED)
     unknown = sorted(set(options) - known)
     if unknown:
         raise SiqmlError(f"unknown model option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "

@@ -81,6 +81,14 @@ class Observable(Choice):
     trained = "trained"
 
 
+class Family(Choice):
+    """Which model `symmetry`, `layers`, `blocks` and the options build: the siVQLM itself, or its classical twin
+    (models/twin.py: a neural network with as many trained weights)."""
+
+    sivqlm = "sivqlm"
+    twin = "twin"
+
+
 class Features(Choice):
     """The generic VQLM's inputs (models/generic.py FEATURES)."""
 
@@ -209,6 +217,7 @@ class ModelConfig:
 
     layers: int = 4
     blocks: int = 1
+    family: Family = Family.sivqlm
     frame: Frame | None = None    # null: the model's own default (midpoint for the water dimer, auto otherwise)
     group: PermutationGroup = PermutationGroup.bonds
     atom_readout: bool = False
@@ -800,8 +809,8 @@ def parse_backend(cfg) -> BackendConfig:
 
 
 __all__ = ["COMMAND_SCHEMAS", "GROUPS", "GROUP_SCHEMAS", "ArmConfig", "BackendConfig", "BackendKind", "Choice",
-           "ClusterConfig", "DomainCheck", "Ensemble", "EvaluationData", "ExperimentConfig", "Features", "ForceMethod",
-           "Frame", "LabelKeys", "LabelNoiseConfig", "LossConfig", "MDConfig", "MitigationConfig", "ModelConfig",
-           "MoleculeConfig", "NoiseModelConfig", "Observable", "OptimConfig", "Precision", "Schedule", "SplitConfig",
-           "SymmetryConfig", "SymmetryName", "TrainCommand", "describe", "parse", "parse_backend", "parse_command",
-           "parse_domain_check", "parse_model", "runtime_options"]
+           "ClusterConfig", "DomainCheck", "Ensemble", "EvaluationData", "ExperimentConfig", "Family", "Features",
+           "ForceMethod", "Frame", "LabelKeys", "LabelNoiseConfig", "LossConfig", "MDConfig", "MitigationConfig",
+           "ModelConfig", "MoleculeConfig", "NoiseModelConfig", "Observable", "OptimConfig", "Precision", "Schedule",
+           "SplitConfig", "SymmetryConfig", "SymmetryName", "TrainCommand", "describe", "parse", "parse_backend",
+           "parse_command", "parse_domain_check", "parse_model", "runtime_options"]

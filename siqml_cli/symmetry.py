@@ -16,7 +16,7 @@ from siqml_cli import molecules
 from siqml_cli.config import CheckSymmetryCommand, parse_command
 from siqml_cli.data.generate import GENERATORS, sample
 from siqml_cli.errors import SiqmlError
-from siqml_cli.models import ModelSpec, build_model
+from siqml_cli.models import ModelSpec, TwinSpec, build_model
 from siqml_cli.precision import double_precision
 from siqml_cli.simulate import Simulator, expectation_and_gradient, make_simulator
 
@@ -108,6 +108,12 @@ def invariance_errors(spec: ModelSpec, sim: Simulator, weights: dict, positions:
 
 def expected_invariances(spec: ModelSpec) -> dict[str, bool]:
     """Which checks must hold exactly for this model (finite differences hold to ~1e-8 only)."""
+    if isinstance(spec, TwinSpec):  # distances: every rigid motion; power sums over orbits: the siVQLM's exchanges
+        exact = {"rotation (energy)": True, "rotation (forces equivariant)": True, "rotation about z": True,
+                 "reflection x -> -x": True, "inversion r -> -r": True, "translation": True,
+                 "sum of forces = 0": True, "forces = -finite difference": True}
+        return {**exact, **{f"exchange {name}": spec.symmetry in ("full", "broken") for name in exchanges(spec)},
+                **{name: False for name in outside_group(spec)}}
     if spec.symmetry == "none":  # generic VQLM: distances and angles are O(3) invariant, nothing else is
         rotations = spec.feature_map.rotations  # internal coordinates; a Z-matrix's dihedral sines flip in a mirror
         reflections = spec.feature_map.reflections
@@ -188,7 +194,8 @@ def check_symmetry_command(cfg: DictConfig) -> None:
     if settings.weights in ("random", "init"):  # a trained run keeps its own feature scaling
         spec = spec.fit(positions)
     table = symmetry_table(spec, weights, positions, settings.seed)
-    kind = f"generic VQLM ({spec.features} features)" if spec.symmetry == "none" else "siVQLM"
+    kind = ("classical twin" if isinstance(spec, TwinSpec) else f"generic VQLM ({spec.features} features)"
+            if spec.symmetry == "none" else "siVQLM")
     print(f"{spec.name} {kind}, symmetry={spec.symmetry}, D={spec.layers}, B={spec.blocks}, "
           f"weights={settings.weights}, {len(positions)} random configurations")
     print(table.to_string(index=False, formatters={"max relative error": "{:.2e}".format,

@@ -1,6 +1,6 @@
 """The siVQLMs (docs/models.md): the paper's hand-made circuits (one module each), the automatic
-construction for any other molecule (`auto.py`), each filling in one `ModelSpec`; and the generic VQLM
-baseline (`symmetry=none`, `generic.py`)."""
+construction for any other molecule (`auto.py`), each filling in one `ModelSpec`; the generic VQLM
+baseline (`symmetry=none`, `generic.py`); and each siVQLM's classical twin (`model.family=twin`, `twin.py`)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from siqml_cli.config import ModelConfig, parse_model
 from siqml_cli.errors import SiqmlError
-from siqml_cli.models import auto, generic, h2o, lih, water_dimer
+from siqml_cli.models import auto, generic, h2o, lih, twin, water_dimer
 from siqml_cli.models.generic import GenericSpec
 from siqml_cli.models.spec import Coupling, Encoding, ModelSpec
+from siqml_cli.models.twin import TwinSpec
 
 #: the paper's hand-made circuits, by model name (a molecule's `molecule.model`)
 BUILDERS = {"lih": lih.build, "h2o": h2o.build, "water_dimer": water_dimer.build}
@@ -42,16 +43,25 @@ def hand_made_model(molecule: str, options: dict) -> str | None:
     return model if model in BUILDERS else None
 
 
-def build_model(molecule: str, symmetry: str, layers: int, blocks: int, options=None) -> ModelSpec | GenericSpec:
+def build_model(molecule: str, symmetry: str, layers: int, blocks: int,
+                options=None) -> ModelSpec | GenericSpec | TwinSpec:
     """The model of `molecule` with `symmetry`; `options` (the `model` settings or config, or a run's saved
     options; checked by `siqml_cli.config.ModelConfig`) sets the generic VQLM's features and scaling, the water
     dimer siVQLM's `frame`, `atom_readout` and `observable`, an automatic model's `frame` and `group` (and
     carries its `construction`, `species` and `reference_geometry`, from `molecules.Molecule.model_options`),
-    and where a siVQLM's encoding scales start (`alpha_init`)."""
-    symmetry = str(symmetry)
+    where a siVQLM's encoding scales start (`alpha_init`), and with `family=twin` gives the classical twin of
+    the siVQLM the rest would build (`twin.build`; a trained twin's options carry its fitted standardisation)."""
     raw = {} if options is None else dict(
         OmegaConf.to_container(options, resolve=True) if isinstance(options, DictConfig)
         else options.options() if isinstance(options, ModelConfig) else options)
+    family = parse_model({"family": raw.pop("family", None)}).family
+    fitted = {k: raw.pop(k) for k in twin.FITTED if k in raw}
+    spec = _build_quantum(molecule, str(symmetry), layers, blocks, raw)
+    return twin.build(spec, **fitted) if family == twin.FAMILY else spec
+
+
+def _build_quantum(molecule: str, symmetry: str, layers: int, blocks: int, raw: dict) -> ModelSpec | GenericSpec:
+    """The siVQLM or generic VQLM of `build_model`, from the plain options `raw`."""
     auto_facts = {k: raw.pop(k) for k in ("construction", *AUTO_OPTIONS) if k in raw}
     hand_made = hand_made_model(molecule, auto_facts)
     if hand_made is None:
@@ -115,4 +125,4 @@ def _build_automatic(molecule: str, symmetry: str, layers: int, blocks: int, raw
 
 
 __all__ = ["AUTO_SYMMETRIES", "BUILDERS", "SYMMETRIES", "Coupling", "Encoding", "GenericSpec", "ModelSpec",
-           "build_model"]
+           "TwinSpec", "build_model"]

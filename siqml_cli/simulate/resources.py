@@ -61,7 +61,10 @@ class Estimate:
 def traced_gates(spec) -> int:
     """The compile size: gates traced into one XLA program (see the module's docstring)."""
     from siqml_cli.models.generic import GenericSpec
+    from siqml_cli.models.twin import TwinSpec
 
+    if isinstance(spec, TwinSpec):  # a classical network: no gates
+        return 0
     if isinstance(spec, GenericSpec):  # every block's RY, RZ and CNOT ring; the encoding of every layer unrolled
         return spec.blocks * 3 * spec.n_qubits + (spec.layers + 1) * spec.n_qubits
     from siqml_cli.models.spec import orbit_components
@@ -89,8 +92,11 @@ def states_kept(spec, batch: int, precision: str, force_loss: bool) -> float:
     """State vectors of 2^n amplitudes that reverse mode keeps at once for `batch` configurations (see the
     module's docstring)."""
     from siqml_cli.models.generic import GenericSpec
+    from siqml_cli.models.twin import TwinSpec
     from siqml_cli.simulate.statevector import SMALL_STATE_QUBITS, choose_layout, kept_states, micro_batch
 
+    if isinstance(spec, TwinSpec):  # a classical network keeps no state vectors
+        return 0.0
     batch = max(int(batch), 1)
     if isinstance(spec, GenericSpec) or spec.n_qubits <= SMALL_STATE_QUBITS:
         return STATES_KEPT_PER_LAYER_QUBIT[bool(force_loss)] * (spec.layers + 1) * spec.n_qubits * batch

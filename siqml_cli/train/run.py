@@ -23,7 +23,7 @@ from siqml_cli.data.io import write_text_atomic
 from siqml_cli.domain import Domain
 from siqml_cli.errors import SiqmlError
 from siqml_cli.forcefield import ForceField, LabelScaler
-from siqml_cli.models import build_model
+from siqml_cli.models import TwinSpec, build_model
 from siqml_cli.paths import resolve_input
 from siqml_cli.report import figures, tables
 from siqml_cli.report.tables import RELEVANT
@@ -101,6 +101,9 @@ def checked_settings(cfg: DictConfig) -> RunSettings:
     spec = build_model(molecule.name, settings.symmetry.name, settings.model.layers, settings.model.blocks,
                        {**settings.model.options(), **molecule.model_options()})
     check_compile_size(spec)
+    if isinstance(spec, TwinSpec) and settings.backend.kind != "statevector":
+        raise SiqmlError("the classical twin (model.family=twin) is a classical network with no circuit; train it "
+                         f"with backend=statevector, not backend={settings.backend.kind}")
     return RunSettings(loop=loop_settings(settings), sigma=settings.noise.sigma,
                        train_fraction=settings.data.train_fraction, spec=spec, precision=settings.train.precision.value,
                        backend=settings.backend, output_range=output_interval(settings.model, spec),
@@ -109,6 +112,10 @@ def checked_settings(cfg: DictConfig) -> RunSettings:
 
 def describe_model(spec) -> str:
     """One line on the model about to be trained: its kind, qubits and trainable weights."""
+    if isinstance(spec, TwinSpec):
+        return (f"classical twin of the siVQLM with symmetry={spec.symmetry}, D={spec.layers}, B={spec.blocks} "
+                f"({spec.sivqlm.n_trainable()} trainable weights): {spec.n_features} features, {spec.hidden} hidden "
+                f"units, {spec.n_trainable()} trainable weights")
     kind = (f"generic VQLM ({spec.features} features)" if spec.symmetry == "none"
             else f"siVQLM ({'built automatically' if spec.options().get('construction') == 'auto' else 'hand-made'})")
     return (f"{kind}, symmetry={spec.symmetry}, {spec.n_qubits} qubits, D={spec.layers}, B={spec.blocks}, "
@@ -117,9 +124,10 @@ def describe_model(spec) -> str:
 
 def output_interval(model: ModelConfig, spec) -> tuple[float, float]:
     """`model.output_range` [low, high] if set, else the observable's spectral range shrunk by
-    `model.output_margin` at each end: where the MinMax-scaled training energies go."""
+    `model.output_margin` at each end: where the MinMax-scaled training energies go. `model.output_range` is an
+    interval of a circuit's observable; the classical twin, which has none, keeps the margin's interval."""
     low, high = spec.observable_range
-    if model.output_range is None:
+    if model.output_range is None or isinstance(spec, TwinSpec):
         margin = model.output_margin
         return low + margin * (high - low), high - margin * (high - low)
     a, b = model.output_range
@@ -137,6 +145,7 @@ def train_run(cfg: DictConfig, folder: Path | RunFolder, resume: bool = False, p
     settings, sigma, spec, precision = checked.loop, checked.sigma, checked.spec, checked.precision
     train_fraction, backend, window = checked.train_fraction, checked.backend, checked.window
     identity = model_identity(spec, checked.output_range)
+    twinned = {"sivqlm_n_trainable": spec.sivqlm.n_trainable()} if isinstance(spec, TwinSpec) else {}
     data = load_training_data(cfg, molecule, settings.force_weight > 0)
     print(f"{molecule}: {describe_model(spec)}", flush=True)
     if backend.kind != "statevector" and resume:
@@ -156,7 +165,7 @@ def train_run(cfg: DictConfig, folder: Path | RunFolder, resume: bool = False, p
 
     with run.training(OmegaConf.to_yaml(cfg, resolve=True), split, str(data.source), identity,
                       molecule=molecule, symmetry=spec.symmetry, data=str(data.source), n_train=len(split.train),
-                      n_test=len(split.test), n_trainable=spec.n_trainable()):
+                      n_test=len(split.test), n_trainable=spec.n_trainable(), **twinned):
         sim = make_simulator(spec, precision)
         if progress and backend.kind == "statevector":
             print(f"simulator: {sim.plan_summary(batch_size(settings.batch_size, len(positions)))}", flush=True)
@@ -171,7 +180,7 @@ def train_run(cfg: DictConfig, folder: Path | RunFolder, resume: bool = False, p
 
         forcefield = ForceField(spec, weights, scaler, simulator=sim if precision == "double" else None,
                                 domain=domain)
-        run.save_forcefield(forcefield, data=str(data.source), noise_sigma=sigma, seed=settings.seed)
+        run.save_forcefield(forcefield, data=str(data.source), noise_sigma=sigma, seed=settings.seed, **twinned)
         splits = {"train": train_set, "test": test_set}
         if window is not None:
             splits[RELEVANT] = relevant_subset(test_set, train_set, window)
