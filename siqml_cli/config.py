@@ -76,6 +76,14 @@ class PermutationGroup(Choice):
     all = "all"
 
 
+class ModelFamily(Choice):
+    """Which kind of model `siqml train` trains: a quantum model (siVQLM, or the generic VQLM with
+    symmetry=none) or the classical anchor MACE (`siqml_cli.train.mace`, the optional extra `baselines`)."""
+
+    sivqlm = "sivqlm"
+    mace = "mace"
+
+
 class Observable(Choice):
     fixed = "fixed"
     trained = "trained"
@@ -203,10 +211,44 @@ class SymmetryConfig:
     name: SymmetryName = SymmetryName.full
 
 
+#: ModelConfig's keys that choose or size a classical model; the quantum models' options leave them out.
+CLASSICAL_MODEL_KEYS = ("family", "mace")
+
+
+@dataclass
+class MaceConfig:
+    """MACE's size and training budget (`model.family=mace`), passed to `mace_run_train` as its own options;
+    the defaults are a small model that trains in minutes per data set on two CPU cores."""
+
+    num_channels: int = 32
+    max_L: int = 1
+    num_interactions: int = 2
+    correlation: int = 3
+    r_max: float = 5.0            # Å
+    max_num_epochs: int = 200
+    batch_size: int = 10
+    lr: float = 0.01
+    energy_weight: float = 1.0
+    forces_weight: float = 100.0
+    valid_fraction: float = 0.1   # of the training split, held out for MACE's checkpoint choice
+
+    def __post_init__(self):
+        for key in ("num_channels", "num_interactions", "correlation", "max_num_epochs", "batch_size"):
+            _integer(f"model.mace.{key}", getattr(self, key), 1)
+        _integer("model.mace.max_L", self.max_L, 0)
+        for key in ("r_max", "lr"):
+            _within(f"model.mace.{key}", getattr(self, key), open_low=True)
+        for key in ("energy_weight", "forces_weight"):
+            _within(f"model.mace.{key}", getattr(self, key))
+        _within("model.mace.valid_fraction", self.valid_fraction, high=1.0, open_low=True, open_high=True)
+
+
 @dataclass
 class ModelConfig:
     """Options of every model; each model reads its own (models/__init__.py says which)."""
 
+    family: ModelFamily = ModelFamily.sivqlm
+    mace: MaceConfig = field(default_factory=MaceConfig)
     layers: int = 4
     blocks: int = 1
     frame: Frame | None = None    # null: the model's own default (midpoint for the water dimer, auto otherwise)
@@ -235,9 +277,10 @@ class ModelConfig:
         self._check_periodize(low, high)
 
     def options(self) -> dict:
-        """These settings as plain values (choices as their strings), the form `models.build_model` reads."""
+        """The quantum models' settings as plain values (choices as their strings), the form
+        `models.build_model` reads."""
         plain = lambda v: v.value if isinstance(v, Choice) else v  # noqa: E731
-        return {f.name: plain(getattr(self, f.name)) for f in fields(self)}
+        return {f.name: plain(getattr(self, f.name)) for f in fields(self) if f.name not in CLASSICAL_MODEL_KEYS}
 
     def _check_periodize(self, low: float, high: float) -> None:
         if self.periodize and not math.isclose(high - low, math.pi, rel_tol=1e-9):
@@ -691,6 +734,12 @@ def register() -> None:
 
     OmegaConf.register_new_resolver("siqml_custom_name", molecules.custom_name, replace=True)
     OmegaConf.register_new_resolver("siqml_custom_species", molecules.custom_species, replace=True)
+    OmegaConf.register_new_resolver("siqml_model_folder", model_folder, replace=True)
+
+
+def model_folder(family: str, symmetry: str) -> str:
+    """The folder of a run under results/<molecule>/: a quantum model's symmetry, a classical model's family."""
+    return symmetry if family == ModelFamily.sivqlm.value else family
 
 
 register()
@@ -801,7 +850,8 @@ def parse_backend(cfg) -> BackendConfig:
 
 __all__ = ["COMMAND_SCHEMAS", "GROUPS", "GROUP_SCHEMAS", "ArmConfig", "BackendConfig", "BackendKind", "Choice",
            "ClusterConfig", "DomainCheck", "Ensemble", "EvaluationData", "ExperimentConfig", "Features", "ForceMethod",
-           "Frame", "LabelKeys", "LabelNoiseConfig", "LossConfig", "MDConfig", "MitigationConfig", "ModelConfig",
+           "Frame", "LabelKeys", "LabelNoiseConfig", "LossConfig", "MDConfig", "MaceConfig", "MitigationConfig",
+           "ModelConfig", "ModelFamily",
            "MoleculeConfig", "NoiseModelConfig", "Observable", "OptimConfig", "Precision", "Schedule", "SplitConfig",
            "SymmetryConfig", "SymmetryName", "TrainCommand", "describe", "parse", "parse_backend", "parse_command",
            "parse_domain_check", "parse_model", "runtime_options"]
