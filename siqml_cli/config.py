@@ -221,20 +221,22 @@ class MaceConfig:
     the defaults are a small model that trains in minutes per data set on two CPU cores."""
 
     num_channels: int = 32
-    max_L: int = 1
+    max_L: int = 0
     num_interactions: int = 2
     correlation: int = 3
     r_max: float = 5.0            # Å
-    max_num_epochs: int = 200
+    max_num_epochs: int = 50      # the last quarter as MACE's second stage (--swa: energy weight raised)
     batch_size: int = 10
+    threads: int = 1              # PyTorch's threads in MACE's training process
     lr: float = 0.01
     energy_weight: float = 1.0
     forces_weight: float = 100.0
     valid_fraction: float = 0.1   # of the training split, held out for MACE's checkpoint choice
 
     def __post_init__(self):
-        for key in ("num_channels", "num_interactions", "correlation", "max_num_epochs", "batch_size"):
+        for key in ("num_channels", "num_interactions", "correlation", "batch_size", "threads"):
             _integer(f"model.mace.{key}", getattr(self, key), 1)
+        _integer("model.mace.max_num_epochs", self.max_num_epochs, 2)  # MACE's two stages need an epoch each
         _integer("model.mace.max_L", self.max_L, 0)
         for key in ("r_max", "lr"):
             _within(f"model.mace.{key}", getattr(self, key), open_low=True)

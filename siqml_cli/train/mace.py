@@ -17,11 +17,14 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import os
 import platform
+import signal
 import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -33,14 +36,14 @@ from siqml_cli.data import Dataset
 from siqml_cli.data.io import write_reference_extxyz, write_text_atomic
 from siqml_cli.errors import SiqmlError
 from siqml_cli.prediction import Prediction
-from siqml_cli.runs import MODEL_FILE, RunFolder
+from siqml_cli.runs import CLASSICAL_MACE, MODEL_FILE, RunFolder
 
 #: The extra that installs mace-torch and PyTorch, and the make target that installs it.
 EXTRA, MAKE_TARGET = "baselines", "make baselines"
 #: Where a MACE run keeps MACE's own files (its inputs, logs, checkpoints and the trained model).
 MACE_FOLDER = "mace"
 MODEL_NAME = "siqml"  # MACE's --name: its files are <name>.model, <name>_run-<seed>_train.txt, ...
-FAMILY = "mace"
+FAMILY = CLASSICAL_MACE
 
 
 def require_mace() -> None:
@@ -75,7 +78,15 @@ def mace_arguments(settings: MaceConfig, folder: Path, seed: int, train_file: Pa
         "forces_weight": settings.forces_weight, "loss": "weighted", "error_table": "TotalRMSE",
         "device": "cpu", "default_dtype": "float64", "plot": False,
     }
-    return [*(f"--{key}={value}" for key, value in options.items()), "--ema", "--ema_decay=0.99"]
+    return [*(f"--{key}={value}" for key, value in options.items()), "--ema", "--ema_decay=0.99", "--swa"]
+
+
+def mace_failure(finished: subprocess.CompletedProcess) -> str:
+    """How MACE's training process ended: the signal that stopped it, or its exit status and last error line."""
+    if finished.returncode < 0:
+        return f"stopped by signal {signal.Signals(-finished.returncode).name}"
+    last = next((line.strip() for line in reversed(finished.stderr.splitlines()) if line.strip()), "no message")
+    return f"exit {finished.returncode}: {last}"
 
 
 def parameter_count(model) -> int:
@@ -89,10 +100,13 @@ class MaceForceField:
     evaluations use: `predict(positions)` in eV and eV/Å."""
 
     model_path: Path
+    molecule: str
     species: tuple[str, ...]
     domain: None = None  # MACE records no training domain
 
+    @cached_property
     def calculator(self):
+        """MACE's own ASE calculator for the model, in double precision on the CPU."""
         from mace.calculators import MACECalculator
 
         return MACECalculator(model_paths=str(self.model_path), device="cpu", default_dtype="float64")
@@ -100,7 +114,7 @@ class MaceForceField:
     def predict(self, positions: np.ndarray) -> Prediction:
         from ase import Atoms
 
-        calculator = self.calculator()
+        calculator = self.calculator
         energies, forces = [], []
         for xyz in np.asarray(positions, dtype=float):
             atoms = Atoms(symbols=list(self.species), positions=xyz)
@@ -121,7 +135,7 @@ def load_mace_forcefield(run: RunFolder, info: dict) -> MaceForceField:
     if not path.is_file():
         raise run.damaged(MODEL_FILE, f"its MACE model {path} is missing", "train the run again")
     require_mace()
-    return MaceForceField(path, tuple(info["species"]))
+    return MaceForceField(path, info["molecule"], tuple(info["species"]))
 
 
 def mace_metrics(results_dir: Path, steps_per_epoch: int) -> pd.DataFrame:
@@ -143,10 +157,10 @@ def train_mace_run(cfg: DictConfig, run: RunFolder, resume: bool = False, progre
     the summary written to run.json."""
     from siqml_cli.train.run import load_training_data, relevant_subset, split_indices, write_results
 
+    settings = parse(TrainCommand, cfg)
     require_mace()
     if resume:
         raise SiqmlError("a MACE run cannot be resumed; start it again")
-    settings = parse(TrainCommand, cfg)
     mace = settings.model.mace
     molecule = cfg.molecule.name
     data = load_training_data(cfg, molecule, need_forces=mace.forces_weight > 0)
@@ -170,15 +184,14 @@ def train_mace_run(cfg: DictConfig, run: RunFolder, resume: bool = False, progre
         command = [sys.executable, "-m", "mace.cli.run_train",
                    *mace_arguments(mace, folder, settings.seed, train_file, valid_file)]
         t0 = time.perf_counter()
-        finished = subprocess.run(command, cwd=folder, stdout=None if progress else subprocess.DEVNULL,
-                                  stderr=subprocess.PIPE, text=True)
+        environment = {**os.environ, "OMP_NUM_THREADS": str(mace.threads)}
+        finished = subprocess.run(command, cwd=folder, env=environment, stderr=subprocess.PIPE, text=True,
+                                  stdout=None if progress else subprocess.DEVNULL)
         seconds = time.perf_counter() - t0
-        model_path = folder / f"{MODEL_NAME}.model"
+        model_path = folder / f"{MODEL_NAME}_stagetwo.model"  # the model after MACE's second stage
         if finished.returncode != 0 or not model_path.is_file():
-            last = next((line for line in reversed(finished.stderr.splitlines()) if line.strip()), "no message")
-            raise SiqmlError(f"mace_run_train failed (exit {finished.returncode}): {last.strip()}; its log is in "
-                             f"{folder / 'logs'}")
-        forcefield = MaceForceField(model_path, tuple(data.species))
+            raise SiqmlError(f"mace_run_train failed ({mace_failure(finished)}); its log is in {folder / 'logs'}")
+        forcefield = MaceForceField(model_path, molecule, tuple(data.species))
         n_trainable = forcefield.n_trainable()
         info = {"family": FAMILY, "molecule": molecule, "species": list(data.species),
                 "model_file": str(model_path.relative_to(run.path)), "n_trainable": n_trainable,
