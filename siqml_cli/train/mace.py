@@ -102,6 +102,7 @@ class MaceForceField:
     model_path: Path
     molecule: str
     species: tuple[str, ...]
+    threads: int = 1     # PyTorch threads while predicting (one call per configuration: more threads only wait)
     domain: None = None  # MACE records no training domain
 
     @cached_property
@@ -112,15 +113,20 @@ class MaceForceField:
         return MACECalculator(model_paths=str(self.model_path), device="cpu", default_dtype="float64")
 
     def predict(self, positions: np.ndarray) -> Prediction:
+        import torch
         from ase import Atoms
 
-        calculator = self.calculator
+        calculator, before = self.calculator, torch.get_num_threads()
         energies, forces = [], []
-        for xyz in np.asarray(positions, dtype=float):
-            atoms = Atoms(symbols=list(self.species), positions=xyz)
-            atoms.calc = calculator
-            energies.append(atoms.get_potential_energy())
-            forces.append(atoms.get_forces())
+        torch.set_num_threads(self.threads)
+        try:
+            for xyz in np.asarray(positions, dtype=float):
+                atoms = Atoms(symbols=list(self.species), positions=xyz)
+                atoms.calc = calculator
+                energies.append(atoms.get_potential_energy())
+                forces.append(atoms.get_forces())
+        finally:
+            torch.set_num_threads(before)
         return Prediction(np.asarray(energies), np.asarray(forces))
 
     def n_trainable(self) -> int:
@@ -135,7 +141,8 @@ def load_mace_forcefield(run: RunFolder, info: dict) -> MaceForceField:
     if not path.is_file():
         raise run.damaged(MODEL_FILE, f"its MACE model {path} is missing", "train the run again")
     require_mace()
-    return MaceForceField(path, info["molecule"], tuple(info["species"]))
+    threads = (info.get("mace") or {}).get("threads", 1)
+    return MaceForceField(path, info["molecule"], tuple(info["species"]), threads=threads)
 
 
 def mace_metrics(results_dir: Path, steps_per_epoch: int) -> pd.DataFrame:
@@ -191,7 +198,7 @@ def train_mace_run(cfg: DictConfig, run: RunFolder, resume: bool = False, progre
         model_path = folder / f"{MODEL_NAME}_stagetwo.model"  # the model after MACE's second stage
         if finished.returncode != 0 or not model_path.is_file():
             raise SiqmlError(f"mace_run_train failed ({mace_failure(finished)}); its log is in {folder / 'logs'}")
-        forcefield = MaceForceField(model_path, molecule, tuple(data.species))
+        forcefield = MaceForceField(model_path, molecule, tuple(data.species), threads=mace.threads)
         n_trainable = forcefield.n_trainable()
         info = {"family": FAMILY, "molecule": molecule, "species": list(data.species),
                 "model_file": str(model_path.relative_to(run.path)), "n_trainable": n_trainable,
