@@ -90,8 +90,9 @@ def mace_failure(finished: subprocess.CompletedProcess) -> str:
 
 
 def parameter_count(model) -> int:
-    """Every trained weight of a torch module."""
-    return int(sum(p.numel() for p in model.parameters() if p.requires_grad))
+    """Every trained weight of a MACE model: its parameters (MACE saves them with gradients switched off; the
+    atomic reference energies and the scale and shift are buffers, fitted to the data, not trained)."""
+    return int(sum(p.numel() for p in model.parameters()))
 
 
 @dataclass
