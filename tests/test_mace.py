@@ -93,3 +93,13 @@ def test_tiny_mace_run_end_to_end(siqml, repo, tmp_path):
                            forces_key="siqml_forces")
     np.testing.assert_allclose(predicted.energies, trained.energies, rtol=0, atol=1e-9)
     np.testing.assert_allclose(predicted.forces, trained.forces, rtol=0, atol=1e-9)
+
+
+def test_qiskit_backend_is_refused_for_mace(siqml, tmp_path):
+    pytest.importorskip("mace")
+    folder = tmp_path / "run"
+    proc = siqml("train", "+molecule=h2o", "model.family=mace", "backend=aer", f"hydra.run.dir={folder}")
+    assert proc.returncode != 0
+    assert _error_line(proc) == ("siqml train: error: backend=aer runs circuits; MACE has none: leave out backend= "
+                                 "with model.family=mace")
+    assert not folder.exists()

@@ -31,11 +31,12 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from siqml_cli.config import MaceConfig, TrainCommand, parse
+from siqml_cli.config import BackendKind, MaceConfig, TrainCommand, parse
 from siqml_cli.data import Dataset
 from siqml_cli.data.io import write_reference_extxyz, write_text_atomic
 from siqml_cli.errors import SiqmlError
 from siqml_cli.prediction import Prediction
+from siqml_cli.report.tables import RELEVANT
 from siqml_cli.runs import CLASSICAL_MACE, MODEL_FILE, RunFolder
 
 #: The extra that installs mace-torch and PyTorch, and the make target that installs it.
@@ -169,6 +170,9 @@ def train_mace_run(cfg: DictConfig, run: RunFolder, resume: bool = False, progre
     require_mace()
     if resume:
         raise SiqmlError("a MACE run cannot be resumed; start it again")
+    if settings.backend.kind != BackendKind.statevector:
+        raise SiqmlError(f"backend={settings.backend.kind} runs circuits; MACE has none: leave out backend= with "
+                         "model.family=mace")
     mace = settings.model.mace
     molecule = cfg.molecule.name
     data = load_training_data(cfg, molecule, need_forces=mace.forces_weight > 0)
@@ -210,8 +214,6 @@ def train_mace_run(cfg: DictConfig, run: RunFolder, resume: bool = False, progre
         metrics = mace_metrics(folder / "results", steps_per_epoch)
         splits: dict[str, Dataset] = {"train": train_set, "test": test_set}
         if settings.data.relevant_window is not None:
-            from siqml_cli.report.tables import RELEVANT
-
             splits[RELEVANT] = relevant_subset(test_set, train_set, settings.data.relevant_window)
         summary = write_results(run, forcefield, metrics, splits, molecule)
         steps = steps_per_epoch * mace.max_num_epochs
