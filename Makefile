@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install train lint test test-slow check-wheel bench docs data check-symmetry clean
+.PHONY: install train lint test test-slow check-wheel bench baselines docs data check-symmetry clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,16 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python scripts/bench.py --scan
 	$(BIN)/python scripts/bench.py
 	$(BIN)/python scripts/bench_peers.py
+
+## The classical anchor MACE: installs the `baselines` extra (mace-torch, PyTorch) into .venv, so that
+## `siqml train +molecule=<name> model.family=mace` runs (docs/accuracy.md, "Classical anchors: MACE").
+BASELINES_STAMP := $(VENV)/.baselines-stamp
+
+$(BASELINES_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test,baselines]'
+	touch $(BASELINES_STAMP)
+
+baselines: $(BASELINES_STAMP)
 
 ## The documentation site (docs/, mkdocs.yml) into site/, in strict mode: a broken link or a
 ## docstring the API pages cannot render fails the build. Installs the `docs` extra first.

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 #: the folders under each molecule, and the model family each holds
-KINDS = {"full": "siVQLM", "none": "generic VQLM", "twin": "classical twin (same weights count)"}
+KINDS = {"full": "siVQLM (the molecule's defaults)", "none": "generic VQLM",
+         "twin": "classical twin (same weights count)"}
 
 
 def force_mae(predictions: Path) -> float:

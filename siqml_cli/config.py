@@ -76,17 +76,20 @@ class PermutationGroup(Choice):
     all = "all"
 
 
-class Observable(Choice):
-    fixed = "fixed"
-    trained = "trained"
-
-
-class Family(Choice):
-    """Which model `symmetry`, `layers`, `blocks` and the options build: the siVQLM itself, or its classical twin
-    (models/twin.py: a neural network with as many trained weights)."""
+class ModelFamily(Choice):
+    """Which kind of model `siqml train` trains: the quantum model that `symmetry`, `layers`, `blocks` and the
+    options build (a siVQLM, or the generic VQLM with symmetry=none); that siVQLM's classical twin (models/twin.py:
+    a neural network with as many trained weights); or the classical anchor MACE (`siqml_cli.train.mace`, the
+    optional extra `baselines`)."""
 
     sivqlm = "sivqlm"
     twin = "twin"
+    mace = "mace"
+
+
+class Observable(Choice):
+    fixed = "fixed"
+    trained = "trained"
 
 
 class Features(Choice):
@@ -211,13 +214,48 @@ class SymmetryConfig:
     name: SymmetryName = SymmetryName.full
 
 
+#: ModelConfig's keys that size MACE; the options `models.build_model` reads leave them out.
+MACE_MODEL_KEYS = ("mace",)
+
+
+@dataclass
+class MaceConfig:
+    """MACE's size and training budget (`model.family=mace`), passed to `mace_run_train` as its own options;
+    the defaults are a small model that trains in minutes per data set on two CPU cores."""
+
+    num_channels: int = 32
+    max_L: int = 0
+    num_interactions: int = 2
+    correlation: int = 3
+    r_max: float = 5.0            # Å
+    max_num_epochs: int = 50      # the last quarter as MACE's second stage (--swa: energy weight raised)
+    batch_size: int = 10
+    threads: int = 1              # PyTorch's threads in MACE's training process
+    lr: float = 0.01
+    energy_weight: float = 1.0
+    forces_weight: float = 100.0
+    valid_fraction: float = 0.1   # of the training split, held out for MACE's checkpoint choice
+
+    def __post_init__(self):
+        for key in ("num_channels", "num_interactions", "correlation", "batch_size", "threads"):
+            _integer(f"model.mace.{key}", getattr(self, key), 1)
+        _integer("model.mace.max_num_epochs", self.max_num_epochs, 2)  # MACE's two stages need an epoch each
+        _integer("model.mace.max_L", self.max_L, 0)
+        for key in ("r_max", "lr"):
+            _within(f"model.mace.{key}", getattr(self, key), open_low=True)
+        for key in ("energy_weight", "forces_weight"):
+            _within(f"model.mace.{key}", getattr(self, key))
+        _within("model.mace.valid_fraction", self.valid_fraction, high=1.0, open_low=True, open_high=True)
+
+
 @dataclass
 class ModelConfig:
     """Options of every model; each model reads its own (models/__init__.py says which)."""
 
+    family: ModelFamily = ModelFamily.sivqlm
+    mace: MaceConfig = field(default_factory=MaceConfig)
     layers: int = 4
     blocks: int = 1
-    family: Family = Family.sivqlm
     frame: Frame | None = None    # null: the model's own default (midpoint for the water dimer, auto otherwise)
     group: PermutationGroup = PermutationGroup.bonds
     atom_readout: bool = False
@@ -244,9 +282,10 @@ class ModelConfig:
         self._check_periodize(low, high)
 
     def options(self) -> dict:
-        """These settings as plain values (choices as their strings), the form `models.build_model` reads."""
+        """The settings as plain values (choices as their strings), the form `models.build_model` reads (the family
+        included: it builds a siVQLM or its twin; MACE's sizes left out)."""
         plain = lambda v: v.value if isinstance(v, Choice) else v  # noqa: E731
-        return {f.name: plain(getattr(self, f.name)) for f in fields(self)}
+        return {f.name: plain(getattr(self, f.name)) for f in fields(self) if f.name not in MACE_MODEL_KEYS}
 
     def _check_periodize(self, low: float, high: float) -> None:
         if self.periodize and not math.isclose(high - low, math.pi, rel_tol=1e-9):
@@ -700,6 +739,12 @@ def register() -> None:
 
     OmegaConf.register_new_resolver("siqml_custom_name", molecules.custom_name, replace=True)
     OmegaConf.register_new_resolver("siqml_custom_species", molecules.custom_species, replace=True)
+    OmegaConf.register_new_resolver("siqml_model_folder", model_folder, replace=True)
+
+
+def model_folder(family: str, symmetry: str) -> str:
+    """The folder of a run under results/<molecule>/: a quantum model's symmetry, a classical model's family."""
+    return symmetry if family == ModelFamily.sivqlm.value else family
 
 
 register()
@@ -809,8 +854,8 @@ def parse_backend(cfg) -> BackendConfig:
 
 
 __all__ = ["COMMAND_SCHEMAS", "GROUPS", "GROUP_SCHEMAS", "ArmConfig", "BackendConfig", "BackendKind", "Choice",
-           "ClusterConfig", "DomainCheck", "Ensemble", "EvaluationData", "ExperimentConfig", "Family", "Features",
-           "ForceMethod", "Frame", "LabelKeys", "LabelNoiseConfig", "LossConfig", "MDConfig", "MitigationConfig",
-           "ModelConfig", "MoleculeConfig", "NoiseModelConfig", "Observable", "OptimConfig", "Precision", "Schedule",
-           "SplitConfig", "SymmetryConfig", "SymmetryName", "TrainCommand", "describe", "parse", "parse_backend",
-           "parse_command", "parse_domain_check", "parse_model", "runtime_options"]
+           "ClusterConfig", "DomainCheck", "Ensemble", "EvaluationData", "ExperimentConfig", "Features", "ForceMethod",
+           "Frame", "LabelKeys", "LabelNoiseConfig", "LossConfig", "MDConfig", "MaceConfig", "MitigationConfig",
+           "ModelConfig", "ModelFamily", "MoleculeConfig", "NoiseModelConfig", "Observable", "OptimConfig",
+           "Precision", "Schedule", "SplitConfig", "SymmetryConfig", "SymmetryName", "TrainCommand", "describe",
+           "parse", "parse_backend", "parse_command", "parse_domain_check", "parse_model", "runtime_options"]

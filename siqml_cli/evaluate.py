@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from siqml_cli.config import DomainCheck, EvaluationData, parse_command
+from siqml_cli.config import DomainCheck, EvaluateCommand, EvaluationData, parse_command
 from siqml_cli.data import Dataset, read_dataset
 from siqml_cli.domain import describe_outside
 from siqml_cli.errors import SiqmlError
@@ -27,6 +27,7 @@ from siqml_cli.paths import resolve_input
 from siqml_cli.report.evaluation import STATEVECTOR, outside_count, write_backend_evaluation, write_evaluation
 from siqml_cli.runs import RunFolder
 from siqml_cli.simulate.resources import batch_size, check_resources
+from siqml_cli.train.mace import MaceForceField
 
 
 def evaluation_data(chosen: EvaluationData, run: Path, molecule: str) -> Dataset:
@@ -46,6 +47,8 @@ def evaluate_command(cfg: DictConfig) -> None:
     command = parse_command("evaluate", cfg)
     run, settings = RunFolder(command.run), command.backend
     forcefield = run.load_forcefield()
+    if isinstance(forcefield, MaceForceField):
+        return evaluate_mace(forcefield, command, run)
     data = evaluation_data(command.data, run.path, forcefield.spec.name)
     outside = check_domain(forcefield, data, command.domain)
     check_resources(forcefield.spec, batch_size(forcefield.chunk, len(data)), "double", False,
@@ -80,6 +83,17 @@ def evaluate_command(cfg: DictConfig) -> None:
                                  {**model.record(), "run_seconds": round(seconds, 3)})
     if outside:
         print(f"siqml evaluate: warning: {outside}", file=sys.stderr)
+
+
+def evaluate_mace(forcefield: MaceForceField, command: EvaluateCommand, run: RunFolder) -> None:
+    """A MACE run's predictions, written as a quantum run's on the fast simulator (MACE runs on no Qiskit backend)."""
+    if command.backend.kind != STATEVECTOR:
+        raise SiqmlError(f"{run.path} is a MACE run: it has no circuits to run on backend={command.backend.kind}; "
+                         "leave out backend=")
+    data = evaluation_data(command.data, run.path, forcefield.molecule)
+    out = run.output_folder("evaluations", command.out)
+    write_evaluation(out, run.path, data, {"data": forcefield.predict(data.positions)})
+    print(f"predictions for {len(data)} configurations: {out / 'predictions.extxyz'}")
 
 
 def check_domain(forcefield: ForceField, data: Dataset, policy: DomainCheck) -> str:

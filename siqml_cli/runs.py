@@ -50,6 +50,7 @@ HYDRA_FILES = (".hydra", "train.log")  # what Hydra writes into a run folder bef
 SETUP_FILES = (CONFIG_FILE, SPLIT_FILE, RUN_FILE)  # written together when training starts, run.json last
 
 RUNNING, COMPLETE, FAILED, INTERRUPTED = "running", "complete", "failed", "interrupted"
+CLASSICAL_MACE = "mace"  # run.json's `family` of a MACE run (`siqml_cli.train.mace`)
 
 T = TypeVar("T")
 
@@ -246,10 +247,12 @@ class RunFolder:
         from siqml_cli.forcefield import ForceField, LabelScaler
         from siqml_cli.models import build_model
 
+        record = self.record()
+        if record.get("family") == CLASSICAL_MACE and self.file(MODEL_FILE).is_file():
+            return self._load_mace(record)
         if not self.is_trained:
             raise SiqmlError(f"{self.path} is not a trained run (no {MODEL_FILE} and {WEIGHTS_FILE}); "
                              "give a folder written by `siqml train`")
-        record = self.record()
         status = record.get("status", COMPLETE)
         if status != COMPLETE:
             raise SiqmlError(f"{self.path} is {status}, not complete; continue it with `siqml train "
@@ -287,6 +290,19 @@ class RunFolder:
 
         weights = self._read(WEIGHTS_FILE, read_weights, advice)
         return ForceField(spec, weights, scaler, domain=domain, **kwargs)
+
+    def _load_mace(self, record: dict):
+        """A complete MACE run's model (`siqml_cli.train.mace`): model.json names MACE's model file."""
+        from siqml_cli.train.mace import load_mace_forcefield
+
+        if record.get("status") != COMPLETE:
+            raise SiqmlError(f"{self.path} is {record.get('status')}, not complete; a MACE run cannot be continued: "
+                             "train it again")
+        advice = "the trained model cannot be loaded: restore the file, or train the run again"
+        info = self._read(MODEL_FILE, lambda p: json.loads(p.read_text()), advice)
+        if not isinstance(info, dict) or not isinstance(info.get("model_file"), str) or not info.get("species"):
+            raise self.damaged(MODEL_FILE, "it names no MACE model file and species", advice)
+        return load_mace_forcefield(self, info)
 
     # ------------------------------------------------------------------ training: the only status changes
 

@@ -22,6 +22,7 @@ from siqml_cli.report.tables import (
     ENERGY_MAE,
     ENERGY_MSE,
     ENERGY_RMSE,
+    FORCE_MAE,
     FORCE_MSE,
     FORCE_RMSE,
     N_CONFIGS,
@@ -59,6 +60,7 @@ def test_known_values_exact():
     assert table.at[ENERGY_RMSE, "train"] == pytest.approx(1e3 * math.sqrt(0.02))
     assert table.at[FORCE_RMSE, "train"] == pytest.approx(1e3 * math.sqrt(0.015))
     assert table.at[ENERGY_MAE, "train"] == pytest.approx(1e3 * 0.4 / 3)
+    assert table.at[FORCE_MAE, "train"] == pytest.approx(1e3 * 0.3 / 6)
     assert table.at[N_CONFIGS, "train"] == 3
 
 
@@ -75,6 +77,7 @@ def test_mse_table_matches_independent_computation(splits):
         assert table.at[ENERGY_RMSE, name] == pytest.approx(1000 * np.sqrt(np.sum(de ** 2) / len(de)))
         assert table.at[FORCE_RMSE, name] == pytest.approx(1000 * np.sqrt(np.sum(df ** 2) / df.size))
         assert table.at[ENERGY_MAE, name] == pytest.approx(1000 * np.sum(np.abs(de)) / len(de))
+        assert table.at[FORCE_MAE, name] == pytest.approx(1000 * np.sum(np.abs(df)) / df.size)
         assert table.at[N_CONFIGS, name] == len(de)
 
 

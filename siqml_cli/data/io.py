@@ -232,7 +232,6 @@ def write_predictions(path: str | os.PathLike, data: Dataset, prediction: Predic
     predictions as labels.
     """
     import ase.io
-    from ase import Atoms
 
     n, shape = len(data), data.positions.shape
     per_config = {"energy": prediction.energies, "energy_std": prediction.energy_std}
@@ -245,22 +244,40 @@ def write_predictions(path: str | os.PathLike, data: Dataset, prediction: Predic
                                    *((k, v, shape) for k, v in per_atom.items())]:
         if values is not None and np.shape(values) != expected:
             raise ValueError(f"{name} has shape {np.shape(values)}, expected {expected} for {data.source}")
-    frames = []
-    for i in range(n):
-        atoms = Atoms(symbols=list(data.species), positions=data.positions[i])
-        if data.energies is not None:
-            atoms.info["REF_energy"] = float(data.energies[i])
-        if data.forces is not None:
-            atoms.new_array("REF_forces", data.forces[i])
+    frames = reference_frames(data)
+    for i, atoms in enumerate(frames):
         for name, values in per_config.items():
             if values is not None:
                 atoms.info[PREDICTION_PREFIX + name] = np.asarray(values)[i].item()
         for name, values in per_atom.items():
             if values is not None:
                 atoms.new_array(PREDICTION_PREFIX + name, np.asarray(values)[i])
-        frames.append(atoms)
     with atomic_path(path) as tmp:
         ase.io.write(tmp, frames, format="extxyz")
+
+
+def reference_frames(data: Dataset) -> list:
+    """The configurations as ASE Atoms with their labels under `REF_energy` (info) and `REF_forces` (arrays),
+    no calculator attached: the layout MLIP training tools read (e.g. mace-torch's `--energy_key REF_energy`)."""
+    from ase import Atoms
+
+    frames = []
+    for i in range(len(data)):
+        atoms = Atoms(symbols=list(data.species), positions=data.positions[i])
+        if data.energies is not None:
+            atoms.info["REF_energy"] = float(data.energies[i])
+        if data.forces is not None:
+            atoms.new_array("REF_forces", data.forces[i])
+        frames.append(atoms)
+    return frames
+
+
+def write_reference_extxyz(data: Dataset, path: str | os.PathLike) -> None:
+    """The configurations and their labels under the REF_ keys (`reference_frames`), for another tool to train on."""
+    import ase.io
+
+    with atomic_path(path) as tmp:
+        ase.io.write(tmp, reference_frames(data), format="extxyz")
 
 
 def write_dataset(data: Dataset, path: str | os.PathLike) -> None:

@@ -17,7 +17,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from siqml_cli import molecules
-from siqml_cli.config import ModelConfig, TrainCommand, parse
+from siqml_cli.config import ModelConfig, ModelFamily, TrainCommand, parse
 from siqml_cli.data import Dataset, read_dataset, write_predictions
 from siqml_cli.data.io import write_text_atomic
 from siqml_cli.domain import Domain
@@ -140,6 +140,10 @@ def output_interval(model: ModelConfig, spec) -> tuple[float, float]:
 def train_run(cfg: DictConfig, folder: Path | RunFolder, resume: bool = False, progress: bool = True) -> dict:
     """Train, evaluate and write the results folder; returns the summary written to run.json."""
     run = folder if isinstance(folder, RunFolder) else RunFolder(folder)
+    if OmegaConf.select(cfg, "model.family") == ModelFamily.mace.value:
+        from siqml_cli.train.mace import train_mace_run
+
+        return train_mace_run(cfg, run, resume=resume, progress=progress)
     molecule = cfg.molecule.name
     checked = checked_settings(cfg)
     settings, sigma, spec, precision = checked.loop, checked.sigma, checked.spec, checked.precision
