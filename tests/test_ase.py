@@ -196,6 +196,7 @@ def test_md_that_blows_up_stops_with_the_reason_and_keeps_its_files(h2o_run, siq
     assert len(read(out / "md.traj", index=":")) >= 1
 
 
+@pytest.mark.slow  # PySCF finite-difference Hessian of the reference
 def test_vibrations_next_to_the_reference(lih_run, siqml, tmp_path):
     out = tmp_path / "vib"
     result = siqml("vibrations", f"run={lih_run}", f"out={out}")

@@ -290,6 +290,7 @@ def test_evaluate_refuses_a_periodic_cell_in_one_line(lih_run, siqml, tmp_path):
     assert siqml("evaluate", f"run={folder}", f"data.path={open_cell}", f"out={out}").returncode == 0
 
 
+@pytest.mark.slow  # two trainings and an evaluation through the CLI
 def test_label_keys_reach_training_and_evaluation(lih_run, siqml, tmp_path):
     """An extxyz file of another tool, labels under its own keys: train and evaluate read them, and the run's
     test split is read again under the keys of its config.yaml."""

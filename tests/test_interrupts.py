@@ -49,7 +49,8 @@ def interrupt_when(args: list[str], seen: str, env: dict | None = None, timeout:
     return proc.returncode, elapsed, err
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl_c", "sigterm"])
+@pytest.mark.parametrize("signum", [signal.SIGINT, pytest.param(signal.SIGTERM, marks=pytest.mark.slow)],
+                         ids=["ctrl_c", "sigterm"])
 def test_ctrl_c_while_compiling_ends_within_10_s(tmp_path, signum):
     """LiH with 300 blocks passes the compile-size guard and compiles for a minute (no compilation cache);
     Ctrl-C (or SIGTERM, which training handles the same way) 2 s after JAX logs that it compiles the training

@@ -373,6 +373,7 @@ def run_sequences(base: Path, scratch: Path, **options) -> None:
         **options))
 
 
+@pytest.mark.slow  # minutes of training sequences; `make test-slow`
 def test_run_folder_invariants_hold_for_a_few_sequences(base_run, tmp_path):
     """`make test`: a few short sequences, the same ones every time."""
     run_sequences(base_run, tmp_path, max_examples=5, stateful_step_count=4, derandomize=True,
