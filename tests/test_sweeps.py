@@ -57,6 +57,7 @@ def test_report_summarises_a_sweep(joblib_sweep, siqml):
     assert (joblib_sweep / "summary_mse.png").stat().st_size > 0
 
 
+@pytest.mark.slow  # a second launcher through subprocesses; the joblib sweep above stays in make test
 def test_submitit_local_sweep(siqml, tmp_path):
     result = siqml("train", "-m", *SHORT, "seed=0,1", "hydra/launcher=submitit_local", f"hydra.sweep.dir={tmp_path}")
     assert result.returncode == 0, result.stderr
