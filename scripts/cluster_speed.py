@@ -48,7 +48,8 @@ def packed_waters(n: int, seed: int = 0) -> Atoms:
 
 
 class RandomWeightCalculator(WaterClusterCalculator):
-    """The calculator on the default models with random weights, for timing without trained runs."""
+    """The calculator on D = 4, B = 1 models (the dimer circuit with its fixed observable) with random weights, for
+    timing without trained runs."""
 
     def __init__(self):
         from ase.calculators.calculator import Calculator
