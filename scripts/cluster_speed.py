@@ -3,7 +3,7 @@
 The clusters: the shipped hexamer ring, and 20 and 64 molecules packed at liquid density (one molecule per
 cube of side 3.1 Å, a cube of lattice sites filled from the centre out, each molecule a monomer drawn like
 the H2O data set, randomly oriented, its O jiggled by up to 0.2 Å). The models: the given monomer and pair
-runs, or, without them, the default H2O and water-pair models with random weights (the cost does not depend
+runs, or, without them, D = 4, B = 1 H2O and water-dimer circuits with random weights (the cost does not depend
 on the weights). Each size: one NVE step to compile, then `--steps` velocity-Verlet steps at 0.25 fs timed;
 the table gives steps per second, the pairs within the cutoff and the time per pair.
 
