@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from siqml_cli.data.clusters import TWO_BODY, WATER
+from siqml_cli.data.clusters import TWO_BODY, WATER, molecule_atoms
 from siqml_cli.errors import SiqmlError
 from siqml_cli.forcefield import ForceField
 from siqml_cli.models import ModelSpec
@@ -134,6 +134,12 @@ def _check_model(forcefield: ForceField, role: str, species: tuple[str, ...]) ->
                          "symmetry=full")
 
 
+def pair_parts(molecules: np.ndarray, pairs: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """One configuration's pairs (P, 2) of its molecules (n, 3, 3) as (P, 6, 3), and their names."""
+    parts = np.concatenate([molecules[pairs[:, 0]], molecules[pairs[:, 1]]], axis=1)
+    return parts, [f"molecules {i} and {j}" for i, j in pairs]
+
+
 class ClusterDomain:
     """Where a cluster configuration leaves what its two models saw: a monomer outside the monomer model's
     domain, or a pair within the cutoff outside the pair model's (two molecules closer than any pair it was
@@ -142,15 +148,17 @@ class ClusterDomain:
     def __init__(self, cluster: ClusterForceField):
         self.cluster = cluster
 
-    def check(self, positions: np.ndarray) -> tuple[np.ndarray, list[str]]:
-        """(outside (N,) bool, reasons (N,) str naming the molecules and the distance)."""
+    def check(self, positions: np.ndarray, pairs: list[np.ndarray] | None = None) -> tuple[np.ndarray, list[str]]:
+        """(outside (N,) bool, reasons (N,) str naming the molecules and the distance); `pairs` are the configurations'
+        pairs within the cutoff when the caller has them (`ClusterForceField.pair_lists`)."""
         cluster = self.cluster
         x = cluster.molecules(positions)
+        pairs = cluster.pair_lists(x) if pairs is None else pairs
         outside, reasons = np.zeros(len(x), bool), [""] * len(x)
         for k, config in enumerate(x):
             for role, model, parts, names in (
                     ("monomer", cluster.monomer, config, [f"molecule {i}" for i in range(len(config))]),
-                    ("pair", cluster.pair, *cluster.pair_parts(config))):
+                    ("pair", cluster.pair, *pair_parts(config, pairs[k]))):
                 if model.domain is None or not len(parts):
                     continue
                 out, why = model.domain.check(parts.reshape(len(parts), -1, 3))
@@ -184,11 +192,9 @@ class ClusterForceField:
             x = x[None]
         return x.reshape(len(x), -1, 3, 3)
 
-    def pair_parts(self, molecules: np.ndarray) -> tuple[np.ndarray, list[str]]:
-        """The pairs of one configuration's molecules (n, 3, 3) within the cutoff, as (P, 6, 3), and their names."""
-        pairs = pairs_within(molecules[:, 0], self.switch.r_off)
-        parts = np.concatenate([molecules[pairs[:, 0]], molecules[pairs[:, 1]]], axis=1)
-        return parts, [f"molecules {i} and {j}" for i, j in pairs]
+    def pair_lists(self, molecules: np.ndarray) -> list[np.ndarray]:
+        """Each configuration's pairs (P, 2) within the cutoff, of molecules (N, n, 3, 3)."""
+        return [pairs_within(config[:, 0], self.switch.r_off) for config in molecules]
 
     def _energies_and_forces(self, x, pair_atoms, pair_config, n_configs):
         """x (N, 3n, 3); pair_atoms (P, 6) flat atom indices into x.reshape(-1, 3); pair_config (P,) the
@@ -210,20 +216,17 @@ class ClusterForceField:
         e, vjp = jax.vjp(energies, x)
         return e, -vjp(jnp.ones_like(e))[0]
 
-    def _pair_index(self, molecules: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Flat atom indices (P, 6) of every pair within the cutoff of configurations (N, n, 3, 3), and each pair's
-        configuration; padded to a multiple of PAIR_BUCKET with `PADDING` pairs of configuration N (dropped)."""
-        n_atoms = 3 * molecules.shape[1]
-        atoms, owner = [np.zeros((0, 6), int)], [np.zeros(0, int)]
-        for k, config in enumerate(molecules):
-            pairs = pairs_within(config[:, 0], self.switch.r_off)
-            first, second = 3 * pairs[:, :1] + np.arange(3), 3 * pairs[:, 1:] + np.arange(3)
-            atoms.append(k * n_atoms + np.concatenate([first, second], axis=1))
-            owner.append(np.full(len(pairs), k))
+    @staticmethod
+    def _pair_index(n_atoms: int, pairs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Flat atom indices (P, 6) of the pairs of configurations of `n_atoms` atoms, and each pair's configuration;
+        padded to a multiple of PAIR_BUCKET with `PADDING` pairs of configuration N (dropped)."""
+        atoms = [np.zeros((0, 6), int)] + [k * n_atoms + molecule_atoms(p.ravel()).reshape(-1, 6)
+                                           for k, p in enumerate(pairs)]
+        owner = [np.zeros(0, int)] + [np.full(len(p), k) for k, p in enumerate(pairs)]
         atoms, owner = np.concatenate(atoms), np.concatenate(owner)
         pad = PAIR_BUCKET - len(atoms) % PAIR_BUCKET
         return (np.concatenate([atoms, np.tile(PADDING, (pad, 1))]),
-                np.concatenate([owner, np.full(pad, len(molecules))]))
+                np.concatenate([owner, np.full(pad, len(pairs))]))
 
     @double_precision
     def predict(self, positions: np.ndarray) -> Prediction:
@@ -232,11 +235,12 @@ class ClusterForceField:
         molecules = self.molecules(positions)
         check_molecules(molecules)
         n = molecules.shape[1]
+        pairs = self.pair_lists(molecules)  # once: for the energies and for the domain check
         per_call = max(1, self.max_pairs // max(1, n * (n - 1) // 2))  # configurations whose pairs fit one call
         energies, forces = [], []
         for start in range(0, len(molecules), per_call):
             block = molecules[start:start + per_call]
-            pair_atoms, owner = self._pair_index(block)
+            pair_atoms, owner = self._pair_index(3 * n, pairs[start:start + per_call])
             x = jnp.asarray(block.reshape(len(block), 3 * n, 3), dtype=self.pair.sim.real)
             e, f = self._energies(x, jnp.asarray(pair_atoms), jnp.asarray(owner), len(block))
             energies.append(np.asarray(e))
@@ -245,7 +249,7 @@ class ClusterForceField:
         domain = self.domain
         if domain is None:
             return prediction
-        return prediction.flagged(out_of_domain=domain.check(molecules.reshape(len(molecules), -1, 3))[0])
+        return prediction.flagged(out_of_domain=domain.check(molecules, pairs)[0])
 
 
 def load_cluster(monomer: str | Path, pair: str | Path, switch: Switch = Switch(), **kwargs) -> ClusterForceField:

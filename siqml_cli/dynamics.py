@@ -99,15 +99,10 @@ class BlownUp(Exception):
 def check_cluster_sane(atoms: Atoms, cutoff: float) -> None:
     """A water cluster's trajectory stops when a molecule breaks or leaves the cluster (no other O within the cutoff,
     where the expansion no longer holds it), or atoms collapse."""
-    positions = atoms.get_positions()
-    if not np.all(np.isfinite(positions)) or not np.all(np.isfinite(atoms.get_forces())):
-        raise BlownUp("positions or forces became NaN")
-    problem = cluster_broken(positions, cutoff)
+    check_finite_and_apart(atoms)
+    problem = cluster_broken(atoms.get_positions(), cutoff)
     if problem:
         raise BlownUp(problem)
-    dist = atoms.get_all_distances()[np.triu_indices(len(atoms), 1)]
-    if dist.min() < 0.4:
-        raise BlownUp(f"atoms collapsed (a distance of {dist.min():.2f} Å)")
 
 
 def cluster_atoms(calc: WaterClusterCalculator, geometry: str) -> Atoms:
@@ -123,15 +118,20 @@ def cluster_atoms(calc: WaterClusterCalculator, geometry: str) -> Atoms:
     return atoms
 
 
-def check_sane(atoms: Atoms, max_distance: float) -> None:
-    positions = atoms.get_positions()
-    if not np.all(np.isfinite(positions)) or not np.all(np.isfinite(atoms.get_forces())):
+def check_finite_and_apart(atoms: Atoms) -> np.ndarray:
+    """Stop on NaN positions or forces, or on two atoms closer than 0.4 Å; the interatomic distances."""
+    if not np.all(np.isfinite(atoms.get_positions())) or not np.all(np.isfinite(atoms.get_forces())):
         raise BlownUp("positions or forces became NaN")
     dist = atoms.get_all_distances()[np.triu_indices(len(atoms), 1)]
-    if dist.max() > max_distance:
-        raise BlownUp(f"atoms flew apart (a distance of {dist.max():.2f} Å > md.max_distance={max_distance})")
     if dist.min() < 0.4:
         raise BlownUp(f"atoms collapsed (a distance of {dist.min():.2f} Å)")
+    return dist
+
+
+def check_sane(atoms: Atoms, max_distance: float) -> None:
+    dist = check_finite_and_apart(atoms)
+    if dist.max() > max_distance:
+        raise BlownUp(f"atoms flew apart (a distance of {dist.max():.2f} Å > md.max_distance={max_distance})")
 
 
 def md_command(cfg: DictConfig) -> None:
